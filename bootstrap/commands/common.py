@@ -1,0 +1,47 @@
+"""Options and output helpers every command shares, so flags mean the same everywhere."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def output_option(fn: F) -> F:
+    return click.option(
+        "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+        help="Output format.",
+    )(fn)
+
+
+def rootfs_option(fn: F) -> F:
+    return click.option(
+        "--rootfs", type=click.Path(file_okay=False), default=None,
+        help="Treat DIR as the node's root: every path is read and written under it and no service is started.",
+    )(fn)
+
+
+def emit(output: str, data: Any, text: Callable[[], str] | str) -> None:
+    """Print JSON or text; text is only computed when asked for."""
+    if output == "json":
+        click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+    else:
+        click.echo(text() if callable(text) else text)
+
+
+def verbose(ctx: click.Context) -> int:
+    root = ctx.find_root()
+    return int((root.obj or {}).get("verbose", 0))
+
+
+def err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()

@@ -1,0 +1,455 @@
+"""Read kubeadm config files (kubeadm.k8s.io/v1beta3 and v1beta4) into flat spec values.
+
+Each document is parsed by a pydantic model that mirrors kubeadm's YAML (camelCase, unknown fields
+forbidden) so an error names its path. The result is `Values`: spec field path -> (value, origin),
+which spec/load.py merges with flags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from bootstrap.errors import ConfigError
+
+KUBEADM_V1BETA3 = "kubeadm.k8s.io/v1beta3"
+KUBEADM_V1BETA4 = "kubeadm.k8s.io/v1beta4"
+KUBELET_V1BETA1 = "kubelet.config.k8s.io/v1beta1"
+OURS_V1ALPHA1 = "kbootstrap.io/v1alpha1"
+
+# Spec field path (dotted, snake_case, as in ClusterSpec) -> (value, where it came from).
+Values = dict[str, tuple[Any, str]]
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- v1beta4 shapes -----------------------------------------------------------------------------
+class ArgDoc(_Doc):
+    name: str
+    value: str
+
+
+class EnvDoc(_Doc):
+    name: str
+    value: str = ""
+
+
+class VolumeDoc(_Doc):
+    name: str
+    hostPath: str
+    mountPath: str
+    readOnly: bool = False
+    pathType: str = ""
+
+
+class TaintDoc(_Doc):
+    key: str
+    value: str = ""
+    effect: str
+    timeAdded: str | None = None
+
+
+class ComponentDoc4(_Doc):
+    extraArgs: list[ArgDoc] = []
+    extraVolumes: list[VolumeDoc] = []
+    extraEnvs: list[EnvDoc] = []
+
+
+class APIServerDoc4(ComponentDoc4):
+    certSANs: list[str] = []
+
+
+class LocalEtcdDoc4(_Doc):
+    imageRepository: str = ""
+    imageTag: str = ""
+    dataDir: str = ""
+    extraArgs: list[ArgDoc] = []
+    extraEnvs: list[EnvDoc] = []
+    serverCertSANs: list[str] = []
+    peerCertSANs: list[str] = []
+
+
+class ExternalEtcdDoc(_Doc):
+    endpoints: list[str]
+    caFile: str = ""
+    certFile: str = ""
+    keyFile: str = ""
+
+
+class EtcdDoc4(_Doc):
+    local: LocalEtcdDoc4 | None = None
+    external: ExternalEtcdDoc | None = None
+
+
+class NetworkingDoc(_Doc):
+    serviceSubnet: str | None = None
+    podSubnet: str | None = None
+    dnsDomain: str | None = None
+
+
+class DNSDoc(_Doc):
+    disabled: bool = False
+    imageRepository: str = ""
+    imageTag: str = ""
+
+
+class ProxyDoc(_Doc):
+    disabled: bool = False
+
+
+class ClusterConfigurationV1beta4(_Doc):
+    apiVersion: str
+    kind: str
+    etcd: EtcdDoc4 | None = None
+    networking: NetworkingDoc | None = None
+    kubernetesVersion: str | None = None
+    controlPlaneEndpoint: str | None = None
+    apiServer: APIServerDoc4 | None = None
+    controllerManager: ComponentDoc4 | None = None
+    scheduler: ComponentDoc4 | None = None
+    dns: DNSDoc | None = None
+    proxy: ProxyDoc | None = None
+    certificatesDir: str | None = None
+    imageRepository: str | None = None
+    featureGates: dict[str, bool] | None = None
+    clusterName: str | None = None
+    encryptionAlgorithm: str | None = None
+    certificateValidityPeriod: str | None = None
+    caCertificateValidityPeriod: str | None = None
+
+
+class NodeRegistrationDoc4(_Doc):
+    name: str | None = None
+    criSocket: str | None = None
+    taints: list[TaintDoc] | None = None
+    kubeletExtraArgs: list[ArgDoc] = []
+    ignorePreflightErrors: list[str] = []
+    imagePullPolicy: str | None = None
+    imagePullSerial: bool | None = None
+
+
+class APIEndpointDoc(_Doc):
+    advertiseAddress: str | None = None
+    bindPort: int | None = None
+
+
+class BootstrapTokenDoc(_Doc):
+    token: str
+    description: str = ""
+    ttl: str | None = None
+    expires: str | None = None
+    usages: list[str] = []
+    groups: list[str] = []
+
+
+class PatchesDoc(_Doc):
+    directory: str = ""
+
+
+class InitConfigurationV1beta4(_Doc):
+    apiVersion: str
+    kind: str
+    bootstrapTokens: list[BootstrapTokenDoc] = []
+    dryRun: bool = False
+    nodeRegistration: NodeRegistrationDoc4 | None = None
+    localAPIEndpoint: APIEndpointDoc | None = None
+    certificateKey: str | None = None
+    skipPhases: list[str] = []
+    patches: PatchesDoc | None = None
+    timeouts: dict[str, str] | None = None
+
+
+# ---- v1beta3 shapes: maps instead of name/value lists, fewer fields ------------------------------
+class ComponentDoc3(_Doc):
+    extraArgs: dict[str, str] = {}
+    extraVolumes: list[VolumeDoc] = []
+
+
+class APIServerDoc3(ComponentDoc3):
+    certSANs: list[str] = []
+    timeoutForControlPlane: str | None = None
+
+
+class LocalEtcdDoc3(_Doc):
+    imageRepository: str = ""
+    imageTag: str = ""
+    dataDir: str = ""
+    extraArgs: dict[str, str] = {}
+    serverCertSANs: list[str] = []
+    peerCertSANs: list[str] = []
+
+
+class EtcdDoc3(_Doc):
+    local: LocalEtcdDoc3 | None = None
+    external: ExternalEtcdDoc | None = None
+
+
+class ClusterConfigurationV1beta3(_Doc):
+    apiVersion: str
+    kind: str
+    etcd: EtcdDoc3 | None = None
+    networking: NetworkingDoc | None = None
+    kubernetesVersion: str | None = None
+    controlPlaneEndpoint: str | None = None
+    apiServer: APIServerDoc3 | None = None
+    controllerManager: ComponentDoc3 | None = None
+    scheduler: ComponentDoc3 | None = None
+    dns: DNSDoc | None = None
+    certificatesDir: str | None = None
+    imageRepository: str | None = None
+    featureGates: dict[str, bool] | None = None
+    clusterName: str | None = None
+
+
+class NodeRegistrationDoc3(_Doc):
+    name: str | None = None
+    criSocket: str | None = None
+    taints: list[TaintDoc] | None = None
+    kubeletExtraArgs: dict[str, str] = {}
+    ignorePreflightErrors: list[str] = []
+    imagePullPolicy: str | None = None
+
+
+class InitConfigurationV1beta3(_Doc):
+    apiVersion: str
+    kind: str
+    bootstrapTokens: list[BootstrapTokenDoc] = []
+    nodeRegistration: NodeRegistrationDoc3 | None = None
+    localAPIEndpoint: APIEndpointDoc | None = None
+    certificateKey: str | None = None
+    skipPhases: list[str] = []
+    patches: PatchesDoc | None = None
+
+
+class HardeningDoc(_Doc):
+    profile: str | None = None
+    disableProfiling: bool | None = None
+    auditLog: bool | None = None
+    certFileMode: str | None = None
+    kubeletConfigMode: str | None = None
+    kubeletUnitMode: str | None = None
+
+
+class BootstrapConfigurationV1alpha1(_Doc):
+    """Our own knobs that kubeadm has no field for."""
+
+    apiVersion: str
+    kind: str
+    etcdMode: str | None = None
+    hardening: HardeningDoc | None = None
+
+
+# KubeletConfiguration v1beta1 top-level fields (k8s.io/kubelet/config/v1beta1 types.go).
+KUBELET_FIELDS = frozenset(
+    """apiVersion kind enableServer staticPodPath podLogsDir syncFrequency fileCheckFrequency
+    httpCheckFrequency staticPodURL staticPodURLHeader address port readOnlyPort tlsCertFile
+    tlsPrivateKeyFile tlsCipherSuites tlsMinVersion rotateCertificates serverTLSBootstrap
+    authentication authorization registryPullQPS registryBurst imagePullCredentialsVerificationPolicy
+    preloadedImagesVerificationAllowlist eventRecordQPS eventBurst enableDebuggingHandlers
+    enableContentionProfiling healthzPort healthzBindAddress oomScoreAdj clusterDomain clusterDNS
+    streamingConnectionIdleTimeout nodeStatusUpdateFrequency nodeStatusReportFrequency
+    nodeLeaseDurationSeconds imageMinimumGCAge imageMaximumGCAge imageGCHighThresholdPercent
+    imageGCLowThresholdPercent volumeStatsAggPeriod kubeletCgroups systemCgroups cgroupRoot
+    cgroupsPerQOS cgroupDriver cpuManagerPolicy singleProcessOOMKill cpuManagerPolicyOptions
+    cpuManagerReconcilePeriod memoryManagerPolicy topologyManagerPolicy topologyManagerScope
+    topologyManagerPolicyOptions qosReserved runtimeRequestTimeout hairpinMode maxPods podCIDR
+    podPidsLimit resolvConf runOnce cpuCFSQuota cpuCFSQuotaPeriod nodeStatusMaxImages maxOpenFiles
+    contentType kubeAPIQPS kubeAPIBurst serializeImagePulls maxParallelImagePulls evictionHard
+    evictionSoft evictionSoftGracePeriod evictionPressureTransitionPeriod evictionMaxPodGracePeriod
+    evictionMinimumReclaim mergeDefaultEvictionSettings podsPerCore enableControllerAttachDetach
+    protectKernelDefaults makeIPTablesUtilChains iptablesMasqueradeBit iptablesDropBit featureGates
+    failSwapOn memorySwap containerLogMaxSize containerLogMaxFiles containerLogMaxWorkers
+    containerLogMonitorInterval configMapAndSecretChangeDetectionStrategy systemReserved kubeReserved
+    reservedSystemCPUs showHiddenMetricsForVersion systemReservedCgroup kubeReservedCgroup
+    enforceNodeAllocatable allowedUnsafeSysctls volumePluginDir providerID kernelMemcgNotification
+    logging enableSystemLogHandler enableSystemLogQuery shutdownGracePeriod
+    shutdownGracePeriodCriticalPods shutdownGracePeriodByPodPriority crashLoopBackOff reservedMemory
+    enableProfilingHandler enableDebugFlagsHandler seccompDefault memoryThrottlingFactor
+    registerWithTaints registerNode tracing localStorageCapacityIsolation containerRuntimeEndpoint
+    imageServiceEndpoint failCgroupV1 userNamespaces""".split()
+)
+
+_MODELS: dict[tuple[str, str], type[_Doc]] = {
+    (KUBEADM_V1BETA4, "ClusterConfiguration"): ClusterConfigurationV1beta4,
+    (KUBEADM_V1BETA4, "InitConfiguration"): InitConfigurationV1beta4,
+    (KUBEADM_V1BETA3, "ClusterConfiguration"): ClusterConfigurationV1beta3,
+    (KUBEADM_V1BETA3, "InitConfiguration"): InitConfigurationV1beta3,
+    (OURS_V1ALPHA1, "BootstrapConfiguration"): BootstrapConfigurationV1alpha1,
+}
+
+
+def load_config_file(path: str) -> Values:
+    """Parse a multi-document kubeadm config file into spec values. Raises ConfigError."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from None
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(path, f"not valid YAML{where}") from None
+    values: Values = {}
+    seen: set[str] = set()
+    for index, doc in enumerate(docs):
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{path}: document {index + 1}", "is not a YAML mapping")
+        api_version, kind = str(doc.get("apiVersion", "")), str(doc.get("kind", ""))
+        if kind in seen:
+            raise ConfigError(f"{path}: {kind}", "appears twice")
+        seen.add(kind)
+        if api_version == KUBELET_V1BETA1 and kind == "KubeletConfiguration":
+            _kubelet(doc, values)
+            continue
+        model = _MODELS.get((api_version, kind))
+        if model is None:
+            known = ", ".join(sorted({f"{a} {k}" for a, k in _MODELS} | {f"{KUBELET_V1BETA1} KubeletConfiguration"}))
+            raise ConfigError(
+                f"{path}: document {index + 1}",
+                f"unknown apiVersion/kind {api_version or '<none>'}/{kind or '<none>'}",
+                hint=f"known: {known}",
+            )
+        try:
+            parsed = model.model_validate(doc)
+        except ValidationError as exc:
+            raise ConfigError(f"{kind}.{_loc(exc)}", _why(exc)) from None
+        _CONVERTERS[model](parsed, values, kind)
+    return values
+
+
+def _loc(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return ".".join(str(p) for p in err["loc"])
+
+
+def _why(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+
+
+def _kubelet(doc: dict[str, Any], values: Values) -> None:
+    for key in doc:
+        if key not in KUBELET_FIELDS:
+            raise ConfigError(f"KubeletConfiguration.{key}", "unknown field")
+    body = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind")}
+    values["kubelet_configuration"] = (body, "KubeletConfiguration")
+
+
+def _set(values: Values, key: str, value: Any, origin: str) -> None:
+    if value is None or value == [] or value == {} or value == "":
+        return
+    values[key] = (value, origin)
+
+
+def _args(raw: list[ArgDoc] | dict[str, str]) -> list[dict[str, str]]:
+    if isinstance(raw, dict):
+        return [{"name": k, "value": v} for k, v in raw.items()]
+    return [{"name": a.name, "value": a.value} for a in raw]
+
+
+def _volumes(raw: list[VolumeDoc]) -> list[dict[str, Any]]:
+    return [
+        {"name": v.name, "host_path": v.hostPath, "mount_path": v.mountPath, "read_only": v.readOnly,
+         "path_type": v.pathType}
+        for v in raw
+    ]
+
+
+def _component(doc: ComponentDoc4 | ComponentDoc3 | None, key: str, values: Values, origin: str) -> None:
+    if doc is None:
+        return
+    _set(values, f"{key}.extra_args", _args(doc.extraArgs), f"{origin}.extraArgs")
+    _set(values, f"{key}.extra_volumes", _volumes(doc.extraVolumes), f"{origin}.extraVolumes")
+    envs = getattr(doc, "extraEnvs", [])
+    _set(values, f"{key}.extra_envs", [{"name": e.name, "value": e.value} for e in envs], f"{origin}.extraEnvs")
+
+
+def _cluster(doc: Any, values: Values, kind: str) -> None:
+    o = kind
+    _set(values, "kubernetes_version", doc.kubernetesVersion, f"{o}.kubernetesVersion")
+    _set(values, "control_plane_endpoint", doc.controlPlaneEndpoint, f"{o}.controlPlaneEndpoint")
+    _set(values, "cert_dir", doc.certificatesDir, f"{o}.certificatesDir")
+    _set(values, "image_repository", doc.imageRepository, f"{o}.imageRepository")
+    _set(values, "cluster_name", doc.clusterName, f"{o}.clusterName")
+    _set(values, "feature_gates", doc.featureGates, f"{o}.featureGates")
+    for field, key in (
+        ("encryptionAlgorithm", "encryption_algorithm"),
+        ("certificateValidityPeriod", "certificate_validity"),
+        ("caCertificateValidityPeriod", "ca_certificate_validity"),
+    ):
+        _set(values, key, getattr(doc, field, None), f"{o}.{field}")
+    if doc.networking:
+        n = doc.networking
+        _set(values, "networking.service_subnet", n.serviceSubnet, f"{o}.networking.serviceSubnet")
+        _set(values, "networking.pod_subnet", n.podSubnet, f"{o}.networking.podSubnet")
+        _set(values, "networking.dns_domain", n.dnsDomain, f"{o}.networking.dnsDomain")
+    _component(doc.apiServer, "api_server", values, f"{o}.apiServer")
+    if doc.apiServer:
+        _set(values, "api_server.cert_sans", doc.apiServer.certSANs, f"{o}.apiServer.certSANs")
+    _component(doc.controllerManager, "controller_manager", values, f"{o}.controllerManager")
+    _component(doc.scheduler, "scheduler", values, f"{o}.scheduler")
+    if doc.etcd and doc.etcd.local and doc.etcd.external:
+        raise ConfigError(f"{o}.etcd", "local and external are mutually exclusive")
+    if doc.etcd and doc.etcd.local:
+        loc, lo = doc.etcd.local, f"{o}.etcd.local"
+        _set(values, "etcd_local.data_dir", loc.dataDir, f"{lo}.dataDir")
+        _set(values, "etcd_local.image_repository", loc.imageRepository, f"{lo}.imageRepository")
+        _set(values, "etcd_local.image_tag", loc.imageTag, f"{lo}.imageTag")
+        _set(values, "etcd_local.server_cert_sans", loc.serverCertSANs, f"{lo}.serverCertSANs")
+        _set(values, "etcd_local.peer_cert_sans", loc.peerCertSANs, f"{lo}.peerCertSANs")
+        _set(values, "etcd_local.extra_args", _args(loc.extraArgs), f"{lo}.extraArgs")
+        envs = getattr(loc, "extraEnvs", [])
+        _set(values, "etcd_local.extra_envs", [{"name": e.name, "value": e.value} for e in envs], f"{lo}.extraEnvs")
+    if doc.etcd and doc.etcd.external:
+        ext = doc.etcd.external
+        values["etcd_external"] = (
+            {"endpoints": ext.endpoints, "ca_file": ext.caFile, "cert_file": ext.certFile, "key_file": ext.keyFile},
+            f"{o}.etcd.external",
+        )
+
+
+def _init(doc: Any, values: Values, kind: str) -> None:
+    o = kind
+    if doc.localAPIEndpoint:
+        ep = doc.localAPIEndpoint
+        _set(values, "advertise_address", ep.advertiseAddress, f"{o}.localAPIEndpoint.advertiseAddress")
+        _set(values, "bind_port", ep.bindPort, f"{o}.localAPIEndpoint.bindPort")
+    nr = doc.nodeRegistration
+    if nr:
+        no = f"{o}.nodeRegistration"
+        _set(values, "node.name", nr.name, f"{no}.name")
+        _set(values, "node.cri_socket", nr.criSocket, f"{no}.criSocket")
+        if nr.taints is not None:
+            values["node.taints"] = ([{"key": t.key, "value": t.value, "effect": t.effect} for t in nr.taints], f"{no}.taints")
+        _set(values, "node.kubelet_extra_args", _args(nr.kubeletExtraArgs), f"{no}.kubeletExtraArgs")
+        _set(values, "node.ignore_preflight_errors", nr.ignorePreflightErrors, f"{no}.ignorePreflightErrors")
+    _set(values, "skip_phases", doc.skipPhases, f"{o}.skipPhases")
+    tokens = [
+        {"token": t.token, "description": t.description, "ttl": t.ttl, "usages": t.usages or None,
+         "groups": t.groups or None}
+        for t in doc.bootstrapTokens
+    ]
+    _set(values, "bootstrap_tokens", tokens, f"{o}.bootstrapTokens")
+
+
+def _ours(doc: Any, values: Values, kind: str) -> None:
+    _set(values, "etcd_mode", doc.etcdMode, f"{kind}.etcdMode")
+    if doc.hardening:
+        h = doc.hardening
+        body = {k: v for k, v in h.model_dump().items() if v is not None}
+        values["hardening"] = (body, f"{kind}.hardening")
+
+
+_CONVERTERS = {
+    ClusterConfigurationV1beta4: _cluster,
+    ClusterConfigurationV1beta3: _cluster,
+    InitConfigurationV1beta4: _init,
+    InitConfigurationV1beta3: _init,
+    BootstrapConfigurationV1alpha1: _ours,
+}

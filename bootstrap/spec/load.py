@@ -1,0 +1,277 @@
+"""Build the ClusterSpec from flags and an optional kubeadm config file, validating once.
+
+A flag and the config file may not both set the same value (a clear error, not a silent winner).
+Every check raises ConfigError naming the field or flag, so the CLI prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from bootstrap.errors import ConfigError
+from bootstrap.spec.kubeadm_config import Values, load_config_file
+from bootstrap.spec.model import (
+    ClusterSpec,
+    EncryptionAlgorithm,
+    EtcdMode,
+    Hardening,
+    is_ip,
+    split_host_port,
+)
+from bootstrap.versions import KubeVersion
+
+# CLI flag -> spec field path. Names are kubeadm's where kubeadm has the flag.
+FLAG_FIELDS: dict[str, str] = {
+    "control_plane_endpoint": "control_plane_endpoint",
+    "apiserver_advertise_address": "advertise_address",
+    "apiserver_bind_port": "bind_port",
+    "apiserver_cert_extra_sans": "api_server.cert_sans",
+    "node_name": "node.name",
+    "pod_network_cidr": "networking.pod_subnet",
+    "service_cidr": "networking.service_subnet",
+    "service_dns_domain": "networking.dns_domain",
+    "kubernetes_version": "kubernetes_version",
+    "cert_dir": "cert_dir",
+    "skip_phases": "skip_phases",
+    "cri_socket": "node.cri_socket",
+    "image_repository": "image_repository",
+    "ignore_preflight_errors": "node.ignore_preflight_errors",
+    "encryption_algorithm": "encryption_algorithm",
+    "etcd_mode": "etcd_mode",
+}
+
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_GO_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|m|s|ms))+$")
+_GO_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
+
+
+def flag_values(flags: Mapping[str, Any]) -> Values:
+    """Only flags the user actually set (None / empty mean unset)."""
+    out: Values = {}
+    for name, field in FLAG_FIELDS.items():
+        value = flags.get(name)
+        if value is None or value == () or value == "":
+            continue
+        if field in ("api_server.cert_sans", "skip_phases", "node.ignore_preflight_errors") and isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        out[field] = (value, "--" + name.replace("_", "-"))
+    if flags.get("hardening"):
+        out["hardening"] = ({"profile": flags["hardening"]}, "--hardening")
+    return out
+
+
+def build_spec(flags: Mapping[str, Any], config_path: str | None = None, *, defaults: Values | None = None) -> ClusterSpec:
+    """defaults (e.g. from an inventory) lose to the config file and to flags without conflict."""
+    merged: Values = dict(defaults or {})
+    from_file = load_config_file(config_path) if config_path else {}
+    from_flags = flag_values(flags)
+    for key, (_, flag_origin) in from_flags.items():
+        if key in from_file:
+            raise ConfigError(
+                flag_origin,
+                f"also set by {from_file[key][1]} in {config_path}",
+                hint="set it in one place only",
+            )
+    merged.update(from_file)
+    merged.update(from_flags)
+    return _construct(merged)
+
+
+def _construct(values: Values) -> ClusterSpec:
+    raw: dict[str, Any] = {}
+    origins = {k: o for k, (_, o) in values.items()}
+    for key, (value, _) in values.items():
+        _put(raw, key, value)
+
+    def origin(key: str) -> str:
+        return origins.get(key, key)
+
+    if "kubernetes_version" in raw:
+        KubeVersion.parse(str(raw["kubernetes_version"]), origin("kubernetes_version"))
+        v = str(raw["kubernetes_version"])
+        raw["kubernetes_version"] = v if v.startswith("v") else "v" + v
+    if "encryption_algorithm" in raw:
+        try:
+            EncryptionAlgorithm(raw["encryption_algorithm"])
+        except ValueError:
+            allowed = ", ".join(a.value for a in EncryptionAlgorithm)
+            raise ConfigError(origin("encryption_algorithm"), f"unknown algorithm {raw['encryption_algorithm']!r}",
+                              hint=f"use one of {allowed}") from None
+    if "etcd_mode" in raw:
+        try:
+            EtcdMode(raw["etcd_mode"])
+        except ValueError:
+            raise ConfigError(origin("etcd_mode"), f"unknown etcd mode {raw['etcd_mode']!r}",
+                              hint="use static-pod or host") from None
+    for key in ("certificate_validity", "ca_certificate_validity"):
+        if key in raw and not isinstance(raw[key], timedelta):
+            raw[key] = parse_duration(str(raw[key]), origin(key))
+    for i, tok in enumerate(raw.get("bootstrap_tokens", [])):
+        tok["ttl"] = parse_duration(tok["ttl"], f"{origin('bootstrap_tokens')}[{i}].ttl") if tok.get("ttl") else timedelta(hours=24)
+        for k in ("usages", "groups"):
+            if tok.get(k) is None:
+                tok.pop(k, None)
+    if "hardening" in raw:
+        raw["hardening"] = _hardening(raw["hardening"], origin("hardening"))
+    if "etcd_external" in raw:
+        raw["etcd_local"] = None
+
+    raw.setdefault("advertise_address", default_advertise_address())
+    raw.setdefault("node", {})
+    raw["node"].setdefault("name", socket.gethostname().lower())
+    if isinstance(raw.get("bind_port"), str):
+        if not raw["bind_port"].isdigit():
+            raise ConfigError(origin("bind_port"), f"{raw['bind_port']!r} is not a port number")
+        raw["bind_port"] = int(raw["bind_port"])
+
+    try:
+        spec = ClusterSpec.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        path = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(origin(path), err["msg"]) from None
+    validate(spec, origin)
+    return spec
+
+
+def _put(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def _hardening(body: dict[str, Any], where: str) -> Hardening:
+    profile = body.get("profile", "cis")
+    if profile not in ("cis", "kubeadm"):
+        raise ConfigError(where, f"unknown hardening profile {profile!r}", hint="use cis or kubeadm")
+    base = Hardening.kubeadm() if profile == "kubeadm" else Hardening()
+    updates: dict[str, Any] = {}
+    names = {"disableProfiling": "disable_profiling", "auditLog": "audit_log"}
+    for camel, snake in names.items():
+        if camel in body:
+            updates[snake] = bool(body[camel])
+    for camel, snake in (("certFileMode", "cert_file_mode"), ("kubeletConfigMode", "kubelet_config_mode"),
+                         ("kubeletUnitMode", "kubelet_unit_mode")):
+        if camel in body:
+            try:
+                updates[snake] = int(str(body[camel]), 8)
+            except ValueError:
+                raise ConfigError(f"{where}.{camel}", f"{body[camel]!r} is not an octal file mode") from None
+    return base.model_copy(update=updates)
+
+
+def parse_duration(text: str, where: str) -> timedelta:
+    """Go duration strings as kubeadm takes them: 8760h, 87600h0m0s, 90m, 1h30m."""
+    t = text.strip()
+    if not _GO_DURATION.match(t):
+        raise ConfigError(where, f"{text!r} is not a duration", hint="use Go syntax such as 8760h or 24h0m0s")
+    unit = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    seconds = sum(float(n) * unit[u] for n, u in _GO_DURATION_PART.findall(t))
+    return timedelta(seconds=seconds)
+
+
+def default_advertise_address() -> str:
+    """kubeadm's choice: the address of the interface holding the default route (IPv4)."""
+    try:
+        with open("/proc/net/route") as fh:
+            lines = fh.read().splitlines()[1:]
+    except OSError:
+        lines = []
+    iface = next((ln.split()[0] for ln in lines if len(ln.split()) > 2 and ln.split()[1] == "00000000"), None)
+    if iface:
+        import fcntl
+        import struct
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", iface[:15].encode()))  # SIOCGIFADDR
+                return socket.inet_ntoa(packed[20:24])
+            except OSError:
+                pass
+    raise ConfigError(
+        "--apiserver-advertise-address",
+        "not set and no default route to take an address from",
+        hint="pass --apiserver-advertise-address IP",
+    )
+
+
+def validate(spec: ClusterSpec, origin: Any) -> None:
+    """Cross-field checks (kubeadm's ValidateInitConfiguration, the parts that apply)."""
+    if not is_ip(spec.advertise_address):
+        raise ConfigError(origin("advertise_address"), f"{spec.advertise_address!r} is not an IP address")
+    if ipaddress.ip_address(spec.advertise_address).is_unspecified:
+        raise ConfigError(origin("advertise_address"), "cannot be 0.0.0.0 or ::", hint="use the node's own address")
+    if not 0 < spec.bind_port < 65536:
+        raise ConfigError(origin("bind_port"), f"{spec.bind_port} is not a valid port")
+    if spec.control_plane_endpoint:
+        try:
+            host, _ = split_host_port(spec.control_plane_endpoint, spec.bind_port)
+        except ValueError:
+            raise ConfigError(
+                origin("control_plane_endpoint"),
+                f"{spec.control_plane_endpoint!r} is not HOST[:PORT]",
+                hint="e.g. lb.example.com:6443 or 10.0.0.10:6443",
+            ) from None
+        if not is_ip(host) and not _DNS1123_SUBDOMAIN.match(host):
+            raise ConfigError(origin("control_plane_endpoint"), f"{host!r} is neither an IP nor a DNS name")
+    if not _DNS1123_SUBDOMAIN.match(spec.node.name) or len(spec.node.name) > 253:
+        raise ConfigError(origin("node.name"), f"{spec.node.name!r} is not a valid node name (RFC 1123 subdomain)")
+    if not _DNS1123_SUBDOMAIN.match(spec.networking.dns_domain):
+        raise ConfigError(origin("networking.dns_domain"), f"{spec.networking.dns_domain!r} is not a DNS domain")
+    services = _cidrs(spec.networking.service_subnet, origin("networking.service_subnet"))
+    for net in services:
+        if net.version == 4 and net.prefixlen < 12:
+            raise ConfigError(origin("networking.service_subnet"), f"{net} is too large",
+                              hint="the mask must be /12 or longer (at most 2^20 addresses)")
+        if net.version == 6 and net.prefixlen < 108:
+            raise ConfigError(origin("networking.service_subnet"), f"{net} is too large", hint="use /108 or longer")
+    pods = _cidrs(spec.networking.pod_subnet, origin("networking.pod_subnet")) if spec.networking.pod_subnet else []
+    for p in pods:
+        for s in services:
+            if p.version == s.version and p.overlaps(s):
+                raise ConfigError(
+                    origin("networking.pod_subnet"),
+                    f"{p} overlaps the service subnet {s}",
+                    hint="choose non-overlapping --pod-network-cidr and --service-cidr",
+                )
+    for i, san in enumerate(spec.api_server.cert_sans):
+        _check_san(san, f"{origin('api_server.cert_sans')}[{i}]")
+    if spec.etcd_local:
+        for field in ("server_cert_sans", "peer_cert_sans"):
+            for i, san in enumerate(getattr(spec.etcd_local, field)):
+                _check_san(san, f"{origin('etcd_local.' + field)}[{i}]")
+    if spec.certificate_validity > spec.ca_certificate_validity:
+        raise ConfigError(origin("certificate_validity"), "is longer than the CA's validity",
+                          hint="a leaf cannot outlive its CA")
+    for t in spec.bootstrap_tokens:
+        if not re.fullmatch(r"[a-z0-9]{6}\.[a-z0-9]{16}", t.token):
+            raise ConfigError(origin("bootstrap_tokens"), "a token does not match [a-z0-9]{6}.[a-z0-9]{16}")
+
+
+def _cidrs(text: str, where: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    out = []
+    for part in text.split(","):
+        try:
+            out.append(ipaddress.ip_network(part.strip(), strict=True))
+        except ValueError:
+            raise ConfigError(where, f"{part.strip()!r} is not a valid CIDR", hint="e.g. 10.244.0.0/16") from None
+    if len(out) > 2 or (len(out) == 2 and out[0].version == out[1].version):
+        raise ConfigError(where, "at most one IPv4 and one IPv6 CIDR (dual-stack)")
+    return out
+
+
+def _check_san(san: str, where: str) -> None:
+    if is_ip(san):
+        return
+    name = san[2:] if san.startswith("*.") else san
+    if not _DNS1123_SUBDOMAIN.match(name):
+        raise ConfigError(where, f"{san!r} is not an IP address, DNS name or wildcard DNS name")

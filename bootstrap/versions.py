@@ -1,0 +1,64 @@
+"""Kubernetes versions we know, and what kubeadm pins for each minor (images, behaviour changes)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bootstrap.errors import ConfigError
+
+# Newest release the ground-truth reference covers; the default target.
+DEFAULT_KUBERNETES_VERSION = "v1.34.0"
+MIN_MINOR = 27
+MAX_MINOR = 34
+
+_VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
+
+# kubeadm constants.go per minor (x.0 values): pause image, etcd image tag, CoreDNS tag.
+_PINNED: dict[int, tuple[str, str, str]] = {
+    27: ("3.9", "3.5.7-0", "v1.10.1"),
+    28: ("3.9", "3.5.9-0", "v1.10.1"),
+    29: ("3.9", "3.5.10-0", "v1.11.1"),
+    30: ("3.9", "3.5.12-0", "v1.11.1"),
+    31: ("3.10", "3.5.15-0", "v1.11.3"),
+    32: ("3.10", "3.5.16-0", "v1.11.3"),
+    33: ("3.10", "3.5.21-0", "v1.12.0"),
+    34: ("3.10.1", "3.6.4-0", "v1.12.1"),
+}
+
+
+@dataclass(frozen=True, order=True)
+class KubeVersion:
+    major: int
+    minor: int
+    patch: int
+
+    @classmethod
+    def parse(cls, text: str, path: str = "kubernetesVersion") -> KubeVersion:
+        m = _VERSION_RE.match(text.strip())
+        if not m:
+            raise ConfigError(path, f"{text!r} is not a Kubernetes version", hint="use vMAJOR.MINOR.PATCH, e.g. v1.34.0")
+        v = cls(int(m[1]), int(m[2]), int(m[3]))
+        if v.major != 1 or not MIN_MINOR <= v.minor <= MAX_MINOR:
+            raise ConfigError(
+                path, f"{text} is not supported", hint=f"supported: v1.{MIN_MINOR}.x to v1.{MAX_MINOR}.x"
+            )
+        return v
+
+    def __str__(self) -> str:
+        return f"v{self.major}.{self.minor}.{self.patch}"
+
+    def at_least(self, minor: int) -> bool:
+        return self.minor >= minor
+
+    @property
+    def pause_version(self) -> str:
+        return _PINNED[self.minor][0]
+
+    @property
+    def etcd_version(self) -> str:
+        return _PINNED[self.minor][1]
+
+    @property
+    def coredns_version(self) -> str:
+        return _PINNED[self.minor][2]

@@ -1,0 +1,52 @@
+"""RunContext: what a phase gets. Every change to a node goes through it, so dry-run, the
+report and idempotence ("a second run changes nothing") are handled once, here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from bootstrap.spec.model import ClusterSpec
+from bootstrap.transport.base import Target
+from bootstrap.workflow.report import Change, PhaseResult, Status
+
+
+@dataclass
+class RunContext:
+    spec: ClusterSpec
+    target: Target
+    dry_run: bool = False
+    # One start time for the run: kubeadm backdates every cert from the same moment.
+    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    phase: PhaseResult = field(default_factory=lambda: PhaseResult("-"))
+
+    def record(self, item: str, status: Status, detail: str = "") -> None:
+        self.phase.changes.append(Change(self.phase.name, item, status, detail))
+
+    def ensure_file(self, path: str, data: bytes, mode: int, *, owner: str | None = None, detail: str = "") -> bool:
+        """Make path hold exactly data with mode. Returns True if it changed (or would, in dry-run)."""
+        current = self.target.read(path)
+        if current is not None and current.content == data:
+            if current.mode == mode:
+                self.record(path, Status.UNCHANGED, detail)
+                return False
+            if not self.dry_run:
+                self.target.chmod(path, mode)
+            self.record(path, Status.UPDATED, f"mode {current.mode:04o} -> {mode:04o}")
+            return True
+        if not self.dry_run:
+            self.target.write(path, data, mode, owner)
+        self.record(path, Status.CREATED if current is None else Status.UPDATED, detail)
+        return True
+
+    def ensure_dir(self, path: str, mode: int) -> None:
+        """Directories are not reported unless their mode is wrong; files carry the news."""
+        if self.dry_run:
+            return
+        self.target.mkdir(path, mode)
+
+    def skip(self, item: str, reason: str) -> None:
+        self.record(item, Status.SKIPPED, reason)
+
+    def warn(self, item: str, reason: str) -> None:
+        self.record(item, Status.WARNING, reason)
