@@ -37,12 +37,12 @@ class KubeVersion:
     def parse(cls, text: str, path: str = "kubernetesVersion") -> KubeVersion:
         m = _VERSION_RE.match(text.strip())
         if not m:
-            raise ConfigError(path, f"{text!r} is not a Kubernetes version", hint="use vMAJOR.MINOR.PATCH, e.g. v1.34.0")
+            raise ConfigError(
+                path, f"{text!r} is not a Kubernetes version", hint="use vMAJOR.MINOR.PATCH, e.g. v1.34.0"
+            )
         v = cls(int(m[1]), int(m[2]), int(m[3]))
         if v.major != 1 or not MIN_MINOR <= v.minor <= MAX_MINOR:
-            raise ConfigError(
-                path, f"{text} is not supported", hint=f"supported: v1.{MIN_MINOR}.x to v1.{MAX_MINOR}.x"
-            )
+            raise ConfigError(path, f"{text} is not supported", hint=f"supported: v1.{MIN_MINOR}.x to v1.{MAX_MINOR}.x")
         return v
 
     def __str__(self) -> str:

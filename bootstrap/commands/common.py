@@ -14,14 +14,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def output_option(fn: F) -> F:
     return click.option(
-        "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+        "-o",
+        "--output",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
         help="Output format.",
     )(fn)
 
 
 def rootfs_option(fn: F) -> F:
     return click.option(
-        "--rootfs", type=click.Path(file_okay=False), default=None,
+        "--rootfs",
+        type=click.Path(file_okay=False),
+        default=None,
         help="Treat DIR as the node's root: every path is read and written under it and no service is started.",
     )(fn)
 

@@ -18,11 +18,15 @@ from bootstrap.workflow.report import HostReport, PhaseResult, Status
 from bootstrap.workflow.runner import run_phases
 
 _SPEC_OPTIONS: list[Callable[[Any], Any]] = [
-    click.option("--config", type=click.Path(dir_okay=False), help="kubeadm config file (v1beta3/v1beta4, multi-document)."),
+    click.option(
+        "--config", type=click.Path(dir_okay=False), help="kubeadm config file (v1beta3/v1beta4, multi-document)."
+    ),
     click.option("--control-plane-endpoint", help="A stable IP or DNS name for the control plane, HOST[:PORT]."),
     click.option("--apiserver-advertise-address", help="The IP address the API server advertises it's listening on."),
     click.option("--apiserver-bind-port", type=int, help="Port for the API server to bind to. [default: 6443]"),
-    click.option("--apiserver-cert-extra-sans", help="Extra Subject Alternative Names (IPs or DNS names), comma-separated."),
+    click.option(
+        "--apiserver-cert-extra-sans", help="Extra Subject Alternative Names (IPs or DNS names), comma-separated."
+    ),
     click.option("--node-name", help="The node's name. [default: lower-cased hostname]"),
     click.option("--pod-network-cidr", help="Range of IP addresses for the pod network."),
     click.option("--service-cidr", help="Range of IP addresses for service VIPs. [default: 10.96.0.0/12]"),
@@ -32,15 +36,21 @@ _SPEC_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--cri-socket", help="CRI socket to connect to."),
     click.option("--image-repository", help="Registry to pull control plane images from. [default: registry.k8s.io]"),
     click.option(
-        "--encryption-algorithm", type=click.Choice([a.value for a in EncryptionAlgorithm]),
+        "--encryption-algorithm",
+        type=click.Choice([a.value for a in EncryptionAlgorithm]),
         help="Key algorithm for keys and certificates (kubeadm v1beta4 encryptionAlgorithm). [default: RSA-2048]",
     ),
-    click.option("--etcd-mode", type=click.Choice(["static-pod", "host"]), help="Run etcd as a static pod or a systemd unit."),
     click.option(
-        "--hardening", type=click.Choice(["cis", "kubeadm"]),
+        "--etcd-mode", type=click.Choice(["static-pod", "host"]), help="Run etcd as a static pod or a systemd unit."
+    ),
+    click.option(
+        "--hardening",
+        type=click.Choice(["cis", "kubeadm"]),
         help="cis (default): our CIS-benchmark defaults; kubeadm: kubeadm's exact defaults. See docs/hardening.md.",
     ),
-    click.option("--ignore-preflight-errors", help="Preflight checks whose errors become warnings (comma list, or all)."),
+    click.option(
+        "--ignore-preflight-errors", help="Preflight checks whose errors become warnings (comma list, or all)."
+    ),
     click.option("--dry-run", is_flag=True, help="Print what would be written; write and start nothing."),
     rootfs_option,
     output_option,
@@ -62,8 +72,11 @@ def run_init(params: dict[str, Any], phases: tuple[Phase, ...], skip: set[str], 
     verbose = int((click.get_current_context().find_root().obj or {}).get("verbose", 0))
     listener = (lambda host, result: _print_phase(result, ctx.dry_run, verbose)) if output == "text" else None
     report = run_phases(ctx, phases, skip, prefix=prefix, on_phase=listener)
-    emit(output, {"hosts": {report.host: report.to_json()}, "dry_run": ctx.dry_run},
-         lambda: _summary(report, ctx.dry_run))
+    emit(
+        output,
+        {"hosts": {report.host: report.to_json()}, "dry_run": ctx.dry_run},
+        lambda: _summary(report, ctx.dry_run),
+    )
     if report.failed:
         raise SystemExit(1)
 
@@ -115,7 +128,9 @@ def _summary(report: HostReport, dry_run: bool) -> str:
 def init(ctx: click.Context, **params: Any) -> None:
     if ctx.invoked_subcommand is not None:
         return
-    skip = check_skip_list(init_phases(), (params.get("skip_phases") or "").split(",") if params.get("skip_phases") else [])
+    skip = check_skip_list(
+        init_phases(), (params.get("skip_phases") or "").split(",") if params.get("skip_phases") else []
+    )
     run_init(params, init_phases(), skip)
 
 

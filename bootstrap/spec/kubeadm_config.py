@@ -271,7 +271,7 @@ KUBELET_FIELDS = frozenset(
     shutdownGracePeriodCriticalPods shutdownGracePeriodByPodPriority crashLoopBackOff reservedMemory
     enableProfilingHandler enableDebugFlagsHandler seccompDefault memoryThrottlingFactor
     registerWithTaints registerNode tracing localStorageCapacityIsolation containerRuntimeEndpoint
-    imageServiceEndpoint failCgroupV1 userNamespaces""".split()
+    imageServiceEndpoint failCgroupV1 userNamespaces""".split()  # noqa: SIM905
 )
 
 _MODELS: dict[tuple[str, str], type[_Doc]] = {
@@ -355,8 +355,13 @@ def _args(raw: list[ArgDoc] | dict[str, str]) -> list[dict[str, str]]:
 
 def _volumes(raw: list[VolumeDoc]) -> list[dict[str, Any]]:
     return [
-        {"name": v.name, "host_path": v.hostPath, "mount_path": v.mountPath, "read_only": v.readOnly,
-         "path_type": v.pathType}
+        {
+            "name": v.name,
+            "host_path": v.hostPath,
+            "mount_path": v.mountPath,
+            "read_only": v.readOnly,
+            "path_type": v.pathType,
+        }
         for v in raw
     ]
 
@@ -426,13 +431,21 @@ def _init(doc: Any, values: Values, kind: str) -> None:
         _set(values, "node.name", nr.name, f"{no}.name")
         _set(values, "node.cri_socket", nr.criSocket, f"{no}.criSocket")
         if nr.taints is not None:
-            values["node.taints"] = ([{"key": t.key, "value": t.value, "effect": t.effect} for t in nr.taints], f"{no}.taints")
+            values["node.taints"] = (
+                [{"key": t.key, "value": t.value, "effect": t.effect} for t in nr.taints],
+                f"{no}.taints",
+            )
         _set(values, "node.kubelet_extra_args", _args(nr.kubeletExtraArgs), f"{no}.kubeletExtraArgs")
         _set(values, "node.ignore_preflight_errors", nr.ignorePreflightErrors, f"{no}.ignorePreflightErrors")
     _set(values, "skip_phases", doc.skipPhases, f"{o}.skipPhases")
     tokens = [
-        {"token": t.token, "description": t.description, "ttl": t.ttl, "usages": t.usages or None,
-         "groups": t.groups or None}
+        {
+            "token": t.token,
+            "description": t.description,
+            "ttl": t.ttl,
+            "usages": t.usages or None,
+            "groups": t.groups or None,
+        }
         for t in doc.bootstrapTokens
     ]
     _set(values, "bootstrap_tokens", tokens, f"{o}.bootstrapTokens")

@@ -67,7 +67,9 @@ def flag_values(flags: Mapping[str, Any]) -> Values:
     return out
 
 
-def build_spec(flags: Mapping[str, Any], config_path: str | None = None, *, defaults: Values | None = None) -> ClusterSpec:
+def build_spec(
+    flags: Mapping[str, Any], config_path: str | None = None, *, defaults: Values | None = None
+) -> ClusterSpec:
     """defaults (e.g. from an inventory) lose to the config file and to flags without conflict."""
     merged: Values = dict(defaults or {})
     from_file = load_config_file(config_path) if config_path else {}
@@ -102,19 +104,27 @@ def _construct(values: Values) -> ClusterSpec:
             EncryptionAlgorithm(raw["encryption_algorithm"])
         except ValueError:
             allowed = ", ".join(a.value for a in EncryptionAlgorithm)
-            raise ConfigError(origin("encryption_algorithm"), f"unknown algorithm {raw['encryption_algorithm']!r}",
-                              hint=f"use one of {allowed}") from None
+            raise ConfigError(
+                origin("encryption_algorithm"),
+                f"unknown algorithm {raw['encryption_algorithm']!r}",
+                hint=f"use one of {allowed}",
+            ) from None
     if "etcd_mode" in raw:
         try:
             EtcdMode(raw["etcd_mode"])
         except ValueError:
-            raise ConfigError(origin("etcd_mode"), f"unknown etcd mode {raw['etcd_mode']!r}",
-                              hint="use static-pod or host") from None
+            raise ConfigError(
+                origin("etcd_mode"), f"unknown etcd mode {raw['etcd_mode']!r}", hint="use static-pod or host"
+            ) from None
     for key in ("certificate_validity", "ca_certificate_validity"):
         if key in raw and not isinstance(raw[key], timedelta):
             raw[key] = parse_duration(str(raw[key]), origin(key))
     for i, tok in enumerate(raw.get("bootstrap_tokens", [])):
-        tok["ttl"] = parse_duration(tok["ttl"], f"{origin('bootstrap_tokens')}[{i}].ttl") if tok.get("ttl") else timedelta(hours=24)
+        tok["ttl"] = (
+            parse_duration(tok["ttl"], f"{origin('bootstrap_tokens')}[{i}].ttl")
+            if tok.get("ttl")
+            else timedelta(hours=24)
+        )
         for k in ("usages", "groups"):
             if tok.get(k) is None:
                 tok.pop(k, None)
@@ -159,8 +169,11 @@ def _hardening(body: dict[str, Any], where: str) -> Hardening:
     for camel, snake in names.items():
         if camel in body:
             updates[snake] = bool(body[camel])
-    for camel, snake in (("certFileMode", "cert_file_mode"), ("kubeletConfigMode", "kubelet_config_mode"),
-                         ("kubeletUnitMode", "kubelet_unit_mode")):
+    for camel, snake in (
+        ("certFileMode", "cert_file_mode"),
+        ("kubeletConfigMode", "kubelet_config_mode"),
+        ("kubeletUnitMode", "kubelet_unit_mode"),
+    ):
         if camel in body:
             try:
                 updates[snake] = int(str(body[camel]), 8)
@@ -230,8 +243,11 @@ def validate(spec: ClusterSpec, origin: Any) -> None:
     services = _cidrs(spec.networking.service_subnet, origin("networking.service_subnet"))
     for net in services:
         if net.version == 4 and net.prefixlen < 12:
-            raise ConfigError(origin("networking.service_subnet"), f"{net} is too large",
-                              hint="the mask must be /12 or longer (at most 2^20 addresses)")
+            raise ConfigError(
+                origin("networking.service_subnet"),
+                f"{net} is too large",
+                hint="the mask must be /12 or longer (at most 2^20 addresses)",
+            )
         if net.version == 6 and net.prefixlen < 108:
             raise ConfigError(origin("networking.service_subnet"), f"{net} is too large", hint="use /108 or longer")
     pods = _cidrs(spec.networking.pod_subnet, origin("networking.pod_subnet")) if spec.networking.pod_subnet else []
@@ -250,8 +266,9 @@ def validate(spec: ClusterSpec, origin: Any) -> None:
             for i, san in enumerate(getattr(spec.etcd_local, field)):
                 _check_san(san, f"{origin('etcd_local.' + field)}[{i}]")
     if spec.certificate_validity > spec.ca_certificate_validity:
-        raise ConfigError(origin("certificate_validity"), "is longer than the CA's validity",
-                          hint="a leaf cannot outlive its CA")
+        raise ConfigError(
+            origin("certificate_validity"), "is longer than the CA's validity", hint="a leaf cannot outlive its CA"
+        )
     for t in spec.bootstrap_tokens:
         if not re.fullmatch(r"[a-z0-9]{6}\.[a-z0-9]{16}", t.token):
             raise ConfigError(origin("bootstrap_tokens"), "a token does not match [a-z0-9]{6}.[a-z0-9]{16}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import timedelta
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,7 +27,7 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class EncryptionAlgorithm(str, Enum):
+class EncryptionAlgorithm(StrEnum):
     RSA_2048 = "RSA-2048"
     RSA_3072 = "RSA-3072"
     RSA_4096 = "RSA-4096"
@@ -82,7 +82,7 @@ class ExternalEtcd(Frozen):
     key_file: str = ""
 
 
-class EtcdMode(str, Enum):
+class EtcdMode(StrEnum):
     STATIC_POD = "static-pod"  # kubeadm's default: a static pod run by the kubelet
     HOST = "host"  # Kubespray's default: a systemd unit with the same flags
 

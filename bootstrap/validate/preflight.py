@@ -64,14 +64,14 @@ def preflight_script(spec: ClusterSpec, *, control_plane: bool = True, own_ports
         ]
     # A port is "in use" if something listens on it; read /proc/net/tcp{,6} (no ss/netstat needed).
     lines += [
-        "listening=$(awk 'NR>1 && $4==\"0A\" {split($2,a,\":\"); print strtonum(\"0x\" a[2])}' "
+        'listening=$(awk \'NR>1 && $4=="0A" {split($2,a,":"); print strtonum("0x" a[2])}\' '
         "/proc/net/tcp /proc/net/tcp6 2>/dev/null | sort -u)",
         f"for p in {port_list}; do",
         '  if printf "%s\\n" $listening | grep -qx "$p"; then',
         f'    say "Port-$p" {"warning" if own_ports_ok else "error"} "Port $p is in use";',
         '  else say "Port-$p" ok "free"; fi',
         "done",
-        "if [ -s /proc/swaps ] && [ \"$(wc -l < /proc/swaps)\" -gt 1 ]; then "
+        'if [ -s /proc/swaps ] && [ "$(wc -l < /proc/swaps)" -gt 1 ]; then '
         'say Swap warning "swap is on; the kubelet needs failSwapOn: false or swap off"; '
         'else say Swap ok "no swap"; fi',
         f'if [ -S {cri_sock} ]; then say CRI ok "{cri_sock}"; '
@@ -79,21 +79,21 @@ def preflight_script(spec: ClusterSpec, *, control_plane: bool = True, own_ports
     ]
     for b in REQUIRED_BINARIES:
         lines.append(
-            f'if command -v {b} >/dev/null 2>&1; then say FileExisting-{b} ok found; '
+            f"if command -v {b} >/dev/null 2>&1; then say FileExisting-{b} ok found; "
             f'else say FileExisting-{b} error "{b} not found in system path"; fi'
         )
     for b in OPTIONAL_BINARIES:
         lines.append(
-            f'if command -v {b} >/dev/null 2>&1; then say FileExisting-{b} ok found; '
+            f"if command -v {b} >/dev/null 2>&1; then say FileExisting-{b} ok found; "
             f'else say FileExisting-{b} warning "{b} not found in system path"; fi'
         )
     name = spec.node.name
     lines += [
         f'if getent hosts {name} >/dev/null 2>&1; then say Hostname ok "{name} resolves"; '
         f'else say Hostname warning "hostname \\"{name}\\" could not be reached (no DNS or /etc/hosts entry)"; fi',
-        'f=$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo missing)',
+        "f=$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo missing)",
         'if [ "$f" = 1 ]; then say FileContent--proc-sys-net-ipv4-ip_forward ok 1; '
-        'else say FileContent--proc-sys-net-ipv4-ip_forward error '
+        "else say FileContent--proc-sys-net-ipv4-ip_forward error "
         '"/proc/sys/net/ipv4/ip_forward contents are not set to 1"; fi',
     ]
     return "\n".join(lines) + "\n"

@@ -4,7 +4,7 @@ report and idempotence ("a second run changes nothing") are handled once, here."
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bootstrap.spec.model import ClusterSpec
 from bootstrap.transport.base import Target
@@ -17,7 +17,7 @@ class RunContext:
     target: Target
     dry_run: bool = False
     # One start time for the run: kubeadm backdates every cert from the same moment.
-    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
     phase: PhaseResult = field(default_factory=lambda: PhaseResult("-"))
 
     def record(self, item: str, status: Status, detail: str = "") -> None:

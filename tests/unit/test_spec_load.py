@@ -120,7 +120,7 @@ def test_flag_and_file_may_not_both_set_a_value(tmp_path: Path) -> None:
 
 
 def test_flags_fill_what_the_file_leaves(tmp_path: Path) -> None:
-    spec = build_spec({"node_name": "other"}, write(tmp_path, V1BETA3.replace("v1.28.4", "v1.29.0")) )
+    spec = build_spec({"node_name": "other"}, write(tmp_path, V1BETA3.replace("v1.28.4", "v1.29.0")))
     assert spec.node.name == "other"
 
 
@@ -150,7 +150,10 @@ def test_bad_flags_name_the_problem(flags: dict[str, str], message: str) -> None
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("apiVersion: kubeadm.k8s.io/v1beta9\nkind: ClusterConfiguration\n", "unknown apiVersion/kind kubeadm.k8s.io/v1beta9/ClusterConfiguration"),
+        (
+            "apiVersion: kubeadm.k8s.io/v1beta9\nkind: ClusterConfiguration\n",
+            "unknown apiVersion/kind kubeadm.k8s.io/v1beta9/ClusterConfiguration",
+        ),
         ("apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfigurationX\n", "unknown apiVersion/kind"),
         (
             "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\napiServer:\n  certSANz: [a]\n",
@@ -164,7 +167,10 @@ def test_bad_flags_name_the_problem(flags: dict[str, str], message: str) -> None
             "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\napiServer:\n  extraArgs:\n    a: b\n",
             "ClusterConfiguration.apiServer.extraArgs",
         ),
-        ("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nmaxPodz: 3\n", "KubeletConfiguration.maxPodz: unknown field"),
+        (
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nmaxPodz: 3\n",
+            "KubeletConfiguration.maxPodz: unknown field",
+        ),
         ("a: [unclosed\n", "not valid YAML"),
         (
             "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ncertificateValidityPeriod: 1year\n",
@@ -186,8 +192,14 @@ def test_go_durations() -> None:
 
 
 def test_ipv6_endpoint() -> None:
-    spec = build_spec({"apiserver_advertise_address": "fd00::5", "node_name": "cp1", "service_cidr": "fd00:10::/108",
-                       "control_plane_endpoint": "[fd00::1]:6443"})
+    spec = build_spec(
+        {
+            "apiserver_advertise_address": "fd00::5",
+            "node_name": "cp1",
+            "service_cidr": "fd00:10::/108",
+            "control_plane_endpoint": "[fd00::1]:6443",
+        }
+    )
     assert spec.control_plane_url == "https://[fd00::1]:6443"
     assert spec.local_endpoint_url == "https://[fd00::5]:6443"
     assert spec.networking.api_service_ip() == "fd00:10::1"

@@ -1,0 +1,436 @@
+"""Fleet inventories in: Kubespray hosts.yaml / INI (+ group_vars, host_vars) and k0sctl.yaml.
+
+The result is an `Inventory`: the hosts with their roles and connection settings, and the
+cluster-wide values (spec field -> value) that build_spec merges under flags and config files.
+Kubespray's group_vars may reference each other with Jinja ("{{ cluster_name }}"): simple
+references are resolved; anything else is an error naming the variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from bootstrap.errors import ConfigError
+from bootstrap.spec.kubeadm_config import Values
+from bootstrap.spec.model import is_ip
+
+CONTROL_PLANE, ETCD, NODE = "kube_control_plane", "etcd", "kube_node"
+_OLD_NAMES = {
+    "kube-master": CONTROL_PLANE,
+    "kube_master": CONTROL_PLANE,
+    "kube-node": NODE,
+    "k8s-cluster": "k8s_cluster",
+    "calico-rr": "calico_rr",
+}
+_IGNORED_GROUPS = {"calico_rr", "bastion", "k8s_cluster", "all", "ungrouped"}
+KUBESPRAY_SERVICE_SUBNET = "10.233.0.0/18"
+KUBESPRAY_POD_SUBNET = "10.233.64.0/18"
+
+
+@dataclass(frozen=True)
+class InventoryHost:
+    name: str
+    address: str  # where SSH connects (ansible_host)
+    ip: str  # the address Kubernetes binds and advertises (Kubespray `ip`)
+    roles: frozenset[str]
+    port: int = 22
+    user: str = "root"
+    key_file: str | None = None
+    become: bool = False
+    etcd_member_name: str = ""
+    zone: str = ""
+    vars: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def is_control_plane(self) -> bool:
+        return CONTROL_PLANE in self.roles
+
+    @property
+    def is_etcd(self) -> bool:
+        return ETCD in self.roles
+
+    @property
+    def is_worker(self) -> bool:
+        return NODE in self.roles
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: Path
+    hosts: tuple[InventoryHost, ...]
+    cluster_values: Values
+    vars: dict[str, Any]
+
+    @property
+    def known_hosts(self) -> Path | None:
+        p = self.path.parent / "known_hosts"
+        return p if p.is_file() else None
+
+    def control_planes(self) -> list[InventoryHost]:
+        return [h for h in self.hosts if h.is_control_plane]
+
+    def host(self, name: str) -> InventoryHost:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise ConfigError(
+            "--limit", f"host {name!r} is not in {self.path}", hint="names: " + ", ".join(h.name for h in self.hosts)
+        )
+
+
+def load_inventory(path: str) -> Inventory:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(
+            "-i", f"inventory {path} does not exist", hint="pass a Kubespray hosts.yaml, inventory.ini or k0sctl.yaml"
+        )
+    text = p.read_text()
+    if p.suffix in (".ini", ".cfg") or (p.suffix == "" and text.lstrip().startswith("[")):
+        groups, host_vars, group_vars = _parse_ini(text, str(p))
+        return _finish(p, groups, host_vars, group_vars)
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(str(p), "not valid YAML") from None
+    if isinstance(doc, dict) and str(doc.get("apiVersion", "")).startswith("k0sctl.k0sproject.io/"):
+        return _from_k0sctl(p, doc)
+    if not isinstance(doc, dict) or "all" not in doc:
+        raise ConfigError(
+            str(p),
+            "not a Kubespray inventory: expected a top-level 'all' group",
+            hint="see inventories/sample/hosts.yaml",
+        )
+    groups, host_vars, group_vars = _parse_yaml_groups(doc, str(p))
+    return _finish(p, groups, host_vars, group_vars)
+
+
+# ---- Kubespray YAML ------------------------------------------------------------------------------
+def _parse_yaml_groups(
+    doc: dict[str, Any], where: str
+) -> tuple[dict[str, set[str]], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    groups: dict[str, set[str]] = {}
+    host_vars: dict[str, dict[str, Any]] = {}
+    group_vars: dict[str, dict[str, Any]] = {}
+    children_of: dict[str, set[str]] = {}
+
+    def walk(name: str, body: Any, path: str) -> None:
+        name = _OLD_NAMES.get(name, name)
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise ConfigError(path, "a group must be a mapping with hosts/children/vars")
+        for key in body:
+            if key not in ("hosts", "children", "vars"):
+                raise ConfigError(f"{path}.{key}", "unknown key in a group", hint="groups have hosts, children, vars")
+        members = groups.setdefault(name, set())
+        for host, hvars in (body.get("hosts") or {}).items():
+            if hvars is not None and not isinstance(hvars, dict):
+                raise ConfigError(f"{path}.hosts.{host}", "host vars must be a mapping")
+            members.add(str(host))
+            host_vars.setdefault(str(host), {}).update(hvars or {})
+        if body.get("vars"):
+            group_vars.setdefault(name, {}).update(body["vars"])
+        for child, cbody in (body.get("children") or {}).items():
+            children_of.setdefault(name, set()).add(_OLD_NAMES.get(child, child))
+            walk(str(child), cbody, f"{path}.children.{child}")
+
+    walk("all", doc["all"], f"{where}: all")
+    _expand_children(groups, children_of)
+    return groups, host_vars, group_vars
+
+
+def _expand_children(groups: dict[str, set[str]], children_of: dict[str, set[str]]) -> None:
+    def members(g: str, seen: frozenset[str]) -> set[str]:
+        out = set(groups.get(g, set()))
+        for c in children_of.get(g, set()):
+            if c not in seen:
+                out |= members(c, seen | {c})
+        return out
+
+    for g in list(groups) + list(children_of):
+        groups[g] = members(g, frozenset({g}))
+
+
+# ---- Kubespray INI -------------------------------------------------------------------------------
+def _parse_ini(
+    text: str, where: str
+) -> tuple[dict[str, set[str]], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    groups: dict[str, set[str]] = {}
+    host_vars: dict[str, dict[str, Any]] = {}
+    group_vars: dict[str, dict[str, Any]] = {}
+    children_of: dict[str, set[str]] = {}
+    section, kind = "ungrouped", "hosts"
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip() if not raw.strip().startswith(";") else ""
+        if not line:
+            continue
+        m = re.fullmatch(r"\[([^\]:]+)(?::(children|vars))?\]", line)
+        if m:
+            section = _OLD_NAMES.get(m[1], m[1])
+            kind = m[2] or "hosts"
+            groups.setdefault(section, set())
+            continue
+        if kind == "children":
+            children_of.setdefault(section, set()).add(_OLD_NAMES.get(line, line))
+        elif kind == "vars":
+            key, sep, value = line.partition("=")
+            if not sep:
+                raise ConfigError(f"{where}:{lineno}", f"expected key=value in [{section}:vars]")
+            group_vars.setdefault(section, {})[key.strip()] = _ini_value(value.strip())
+        else:
+            try:
+                parts = shlex.split(line)
+            except ValueError:
+                raise ConfigError(f"{where}:{lineno}", "unbalanced quotes") from None
+            host = parts[0]
+            groups[section].add(host)
+            hv = host_vars.setdefault(host, {})
+            for item in parts[1:]:
+                key, sep, value = item.partition("=")
+                if not sep:
+                    raise ConfigError(f"{where}:{lineno}", f"expected key=value after host {host}, got {item!r}")
+                hv[key] = _ini_value(value)
+    _expand_children(groups, children_of)
+    return groups, host_vars, group_vars
+
+
+def _ini_value(value: str) -> Any:
+    try:
+        return yaml.safe_load(value) if value else ""
+    except yaml.YAMLError:
+        return value
+
+
+# ---- k0sctl.yaml ---------------------------------------------------------------------------------
+_K0S_ROLES = {
+    "controller": {CONTROL_PLANE, ETCD},
+    "controller+worker": {CONTROL_PLANE, ETCD, NODE},
+    "single": {CONTROL_PLANE, ETCD, NODE},
+    "server": {CONTROL_PLANE, ETCD},
+    "server+worker": {CONTROL_PLANE, ETCD, NODE},
+    "worker": {NODE},
+}
+
+
+def _from_k0sctl(path: Path, doc: dict[str, Any]) -> Inventory:
+    if doc.get("kind") != "Cluster":
+        raise ConfigError(str(path), f"unknown k0sctl kind {doc.get('kind')!r}", hint="expected kind: Cluster")
+    hosts = []
+    for i, h in enumerate((doc.get("spec") or {}).get("hosts") or []):
+        where = f"{path}: spec.hosts[{i}]"
+        role = h.get("role", "")
+        if role not in _K0S_ROLES:
+            raise ConfigError(
+                f"{where}.role", f"unknown role {role!r}", hint="controller, controller+worker, worker or single"
+            )
+        ssh = h.get("ssh") or {}
+        if not ssh.get("address"):
+            raise ConfigError(f"{where}.ssh.address", "is required")
+        name = str(h.get("hostname") or ssh["address"])
+        address = str(ssh["address"])
+        hosts.append(
+            InventoryHost(
+                name=name,
+                address=address,
+                ip=str(h.get("privateAddress") or address),
+                roles=frozenset(_K0S_ROLES[role]),
+                port=int(ssh.get("port", 22)),
+                user=str(ssh.get("user", "root")),
+                key_file=ssh.get("keyPath"),
+            )
+        )
+    values: Values = {}
+    k0s_spec = (((doc.get("spec") or {}).get("k0s") or {}).get("config") or {}).get("spec") or {}
+    api, net = k0s_spec.get("api") or {}, k0s_spec.get("network") or {}
+    if api.get("externalAddress"):
+        values["control_plane_endpoint"] = (
+            f"{api['externalAddress']}:{api.get('port', 6443)}",
+            "k0s api.externalAddress",
+        )
+    if api.get("sans"):
+        values["api_server.cert_sans"] = (list(api["sans"]), "k0s api.sans")
+    if net.get("podCIDR"):
+        values["networking.pod_subnet"] = (net["podCIDR"], "k0s network.podCIDR")
+    if net.get("serviceCIDR"):
+        values["networking.service_subnet"] = (net["serviceCIDR"], "k0s network.serviceCIDR")
+    inv = Inventory(path, tuple(hosts), values, {})
+    _check_hosts(inv)
+    return inv
+
+
+# ---- common --------------------------------------------------------------------------------------
+def _load_vars_dir(base: Path, kind: str, name: str) -> dict[str, Any]:
+    """group_vars/NAME.yml, group_vars/NAME.yaml and group_vars/NAME/*.yml, Ansible-style."""
+    out: dict[str, Any] = {}
+    candidates = [base / kind / f"{name}{ext}" for ext in (".yml", ".yaml", "")]
+    d = base / kind / name
+    if d.is_dir():
+        candidates += sorted(list(d.glob("*.yml")) + list(d.glob("*.yaml")))
+    for f in candidates:
+        if f.is_file():
+            try:
+                data = yaml.safe_load(f.read_text()) or {}
+            except yaml.YAMLError:
+                raise ConfigError(str(f), "not valid YAML") from None
+            if not isinstance(data, dict):
+                raise ConfigError(str(f), "variables file must be a mapping")
+            out.update(data)
+    return out
+
+
+def _finish(
+    path: Path,
+    groups: dict[str, set[str]],
+    host_vars: dict[str, dict[str, Any]],
+    inline_group_vars: dict[str, dict[str, Any]],
+) -> Inventory:
+    base = path.parent
+    # Ansible precedence, simplified: all < k8s_cluster < role groups < inline < host_vars.
+    cluster_vars: dict[str, Any] = {}
+    for g in ("all", "k8s_cluster"):
+        cluster_vars.update(_load_vars_dir(base, "group_vars", g))
+        cluster_vars.update(inline_group_vars.get(g, {}))
+    cluster_vars = _resolve_jinja(cluster_vars, str(base / "group_vars"))
+    all_hosts = sorted(set().union(*groups.values()) if groups else set(), key=lambda h: _order(h, groups))
+    hosts = []
+    for name in all_hosts:
+        roles = frozenset(g for g in (CONTROL_PLANE, ETCD, NODE) if name in groups.get(g, set()))
+        if not roles:
+            continue  # in calico_rr / bastion only: not a cluster node
+        hv: dict[str, Any] = dict(cluster_vars)
+        for g in (ETCD, NODE, CONTROL_PLANE):
+            if name in groups.get(g, set()):
+                hv.update(_load_vars_dir(base, "group_vars", g))
+                hv.update(inline_group_vars.get(g, {}))
+        hv.update(_load_vars_dir(base, "host_vars", name))
+        hv.update(host_vars.get(name, {}))
+        hv = _resolve_jinja(hv, f"{path}: {name}")
+        address = str(hv.get("ansible_host") or hv.get("ip") or name)
+        ip = str(hv.get("ip") or hv.get("access_ip") or address)
+        key = hv.get("ansible_ssh_private_key_file")
+        if key and not Path(str(key)).is_absolute():
+            key = str((base / str(key)).resolve()) if (base / str(key)).exists() else str(key)
+        hosts.append(
+            InventoryHost(
+                name=name,
+                address=address,
+                ip=ip,
+                roles=roles,
+                port=int(hv.get("ansible_port", 22)),
+                user=str(hv.get("ansible_user", "root")),
+                key_file=str(key) if key else None,
+                become=bool(hv.get("ansible_become", False)),
+                etcd_member_name=str(hv.get("etcd_member_name", "")),
+                zone=str(hv.get("zone", hv.get("kbootstrap_zone", ""))),
+                vars=hv,
+            )
+        )
+    inv = Inventory(path, tuple(hosts), kubespray_values(cluster_vars, str(path)), cluster_vars)
+    _check_hosts(inv)
+    return inv
+
+
+def _order(host: str, groups: dict[str, set[str]]) -> tuple[int, str]:
+    rank = 0 if host in groups.get(CONTROL_PLANE, set()) else 1 if host in groups.get(ETCD, set()) else 2
+    return rank, _natural(host)
+
+
+def _natural(s: str) -> str:
+    return re.sub(r"\d+", lambda m: m[0].zfill(8), s)
+
+
+def _resolve_jinja(values: dict[str, Any], where: str) -> dict[str, Any]:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    out = dict(values)
+    for _ in range(5):  # references may chain: dns_domain -> cluster_name
+        changed = False
+        for k, v in out.items():
+            if isinstance(v, str) and "{{" in v:
+                try:
+                    new = env.from_string(v).render(**out)
+                except jinja2.UndefinedError as exc:
+                    raise ConfigError(f"{where}: {k}", f"references an undefined variable ({exc.message})") from None
+                except jinja2.TemplateError:
+                    raise ConfigError(
+                        f"{where}: {k}", "is a Jinja expression kbootstrap cannot evaluate", hint="set a literal value"
+                    ) from None
+                if new != v:
+                    out[k], changed = new, True
+        if not changed:
+            break
+    return out
+
+
+def kubespray_values(v: dict[str, Any], where: str) -> Values:
+    """Kubespray group_vars -> spec fields. Kubespray's own defaults apply to its inventories."""
+    values: Values = {}
+
+    def put(key: str, value: Any, origin: str) -> None:
+        if value not in (None, "", [], {}):
+            values[key] = (value, f"{where}: {origin}")
+
+    put("kubernetes_version", v.get("kube_version"), "kube_version")
+    put(
+        "networking.service_subnet", v.get("kube_service_addresses", KUBESPRAY_SERVICE_SUBNET), "kube_service_addresses"
+    )
+    put("networking.pod_subnet", v.get("kube_pods_subnet", KUBESPRAY_POD_SUBNET), "kube_pods_subnet")
+    put("networking.dns_domain", v.get("dns_domain") or v.get("cluster_name"), "dns_domain")
+    put("bind_port", v.get("kube_apiserver_port"), "kube_apiserver_port")
+    put("api_server.cert_sans", v.get("supplementary_addresses_in_ssl_keys"), "supplementary_addresses_in_ssl_keys")
+    put("etcd_local.data_dir", v.get("etcd_data_dir"), "etcd_data_dir")
+    deployment = v.get("etcd_deployment_type")
+    if deployment is None and "etcd_kubeadm_enabled" in v:
+        deployment = "kubeadm" if v["etcd_kubeadm_enabled"] else "host"
+    if deployment is not None:
+        mode = {"host": "host", "kubeadm": "static-pod"}.get(str(deployment))
+        if mode is None:
+            raise ConfigError(
+                f"{where}: etcd_deployment_type", f"{deployment!r} is not supported", hint="use host or kubeadm"
+            )
+        put("etcd_mode", mode, "etcd_deployment_type")
+    else:
+        put("etcd_mode", "host", "etcd_deployment_type (Kubespray default: host)")
+    lb = v.get("loadbalancer_apiserver")
+    if lb:
+        if not isinstance(lb, dict) or not lb.get("address"):
+            raise ConfigError(f"{where}: loadbalancer_apiserver", "needs an address (and optionally a port)")
+        host = v.get("apiserver_loadbalancer_domain_name") or lb["address"]
+        put("control_plane_endpoint", f"{host}:{lb.get('port', 6443)}", "loadbalancer_apiserver")
+    manager = v.get("container_manager", "containerd")
+    if manager != "containerd":
+        raise ConfigError(f"{where}: container_manager", f"{manager!r} is not supported yet", hint="use containerd")
+    for ours in ("kbootstrap_hardening",):
+        if v.get(ours):
+            values["hardening"] = ({"profile": v[ours]}, f"{where}: {ours}")
+    return values
+
+
+def _check_hosts(inv: Inventory) -> None:
+    if not inv.hosts:
+        raise ConfigError(str(inv.path), "no hosts in kube_control_plane, etcd or kube_node")
+    if not inv.control_planes():
+        raise ConfigError(
+            str(inv.path), "no host in kube_control_plane", hint="a cluster needs at least one control plane"
+        )
+    seen: dict[str, str] = {}
+    for h in inv.hosts:
+        if not is_ip(h.ip):
+            raise ConfigError(
+                f"{inv.path}: {h.name}.ip",
+                f"{h.ip!r} is not an IP address",
+                hint="set ip (the address Kubernetes advertises) to an IP",
+            )
+        if h.ip in seen:
+            raise ConfigError(f"{inv.path}: {h.name}.ip", f"{h.ip} is also the ip of {seen[h.ip]}")
+        seen[h.ip] = h.name
+        if not 0 < h.port < 65536:
+            raise ConfigError(f"{inv.path}: {h.name}.ansible_port", f"{h.port} is not a port")
+        ipaddress.ip_address(h.ip)

@@ -1,0 +1,117 @@
+"""Kubespray inventories (YAML, INI, old group names, group_vars) and k0sctl.yaml into our model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bootstrap.errors import ConfigError
+from bootstrap.spec.inventory import load_inventory
+from bootstrap.spec.load import build_spec
+
+SAMPLE = Path(__file__).resolve().parents[2] / "inventories" / "sample"
+
+
+@pytest.mark.parametrize("name", ["hosts.yaml", "inventory.ini"])
+def test_sample_inventories_agree(name: str) -> None:
+    inv = load_inventory(str(SAMPLE / name))
+    assert [h.name for h in inv.hosts] == ["node1", "node2", "node3", "node4"]
+    assert [h.name for h in inv.control_planes()] == ["node1", "node2", "node3"]
+    n1 = inv.host("node1")
+    assert n1.address == "192.0.2.11" and n1.ip == "10.3.0.1" and n1.is_etcd and not n1.is_worker
+    assert n1.etcd_member_name == "etcd1" and n1.user == "root"
+    assert inv.host("node4").roles == frozenset({"kube_node"})
+    values = {k: v for k, (v, _) in inv.cluster_values.items()}
+    assert values["kubernetes_version"] == "v1.34.0"
+    assert values["networking.service_subnet"] == "10.233.0.0/18"
+    assert values["networking.dns_domain"] == "cluster.local"  # resolved from {{ cluster_name }}
+    assert values["etcd_mode"] == "host"
+    assert values["api_server.cert_sans"] == ["k8s.example.com"]
+
+
+def test_old_group_names_are_normalised(tmp_path: Path) -> None:
+    p = tmp_path / "inv.ini"
+    p.write_text(
+        "[kube-master]\ncp ansible_host=10.0.0.1\n[etcd]\ncp\n[kube-node]\nw1 ansible_host=10.0.0.2\n"
+        "[k8s-cluster:children]\nkube-master\nkube-node\n[calico-rr]\nrr1 ansible_host=10.0.0.9\n"
+    )
+    inv = load_inventory(str(p))
+    assert [h.name for h in inv.hosts] == ["cp", "w1"]  # calico_rr-only hosts are not nodes
+    assert inv.host("cp").is_control_plane and inv.host("cp").is_etcd
+    assert inv.host("w1").ip == "10.0.0.2"
+
+
+def test_loadbalancer_apiserver_becomes_the_endpoint(tmp_path: Path) -> None:
+    p = tmp_path / "hosts.yaml"
+    p.write_text(
+        "all:\n  vars:\n    loadbalancer_apiserver: {address: 10.0.0.100, port: 8443}\n"
+        "  hosts: {a: {ip: 10.0.0.1}}\n  children:\n    kube_control_plane: {hosts: {a: {}}}\n"
+    )
+    inv = load_inventory(str(p))
+    spec = build_spec({"apiserver_advertise_address": "10.0.0.1", "node_name": "a"}, defaults=inv.cluster_values)
+    assert spec.control_plane_url == "https://10.0.0.100:8443"
+
+
+def test_k0sctl_yaml(tmp_path: Path) -> None:
+    p = tmp_path / "k0sctl.yaml"
+    p.write_text("""apiVersion: k0sctl.k0sproject.io/v1beta1
+kind: Cluster
+metadata: {name: c}
+spec:
+  hosts:
+  - role: controller
+    ssh: {address: 10.0.0.1, user: admin, keyPath: /k}
+  - role: worker
+    ssh: {address: 10.0.0.2}
+  k0s:
+    config:
+      spec:
+        api: {externalAddress: 10.0.0.50, sans: [10.0.0.50]}
+        network: {podCIDR: 10.244.0.0/16, serviceCIDR: 10.96.0.0/12}
+""")
+    inv = load_inventory(str(p))
+    assert [(h.name, h.user, h.is_control_plane) for h in inv.hosts] == [
+        ("10.0.0.1", "admin", True),
+        ("10.0.0.2", "root", False),
+    ]
+    assert inv.cluster_values["control_plane_endpoint"][0] == "10.0.0.50:6443"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "all:\n  hosts: {a: {ip: nope}}\n  children: {kube_control_plane: {hosts: {a: {}}}}\n",
+            "a.ip: 'nope' is not an IP",
+        ),
+        (
+            "all:\n  hosts: {a: {ip: 10.0.0.1}}\n  children: {kube_node: {hosts: {a: {}}}}\n",
+            "no host in kube_control_plane",
+        ),
+        ("all:\n  hostz: {}\n", "unknown key in a group"),
+        ("nodes: []\n", "not a Kubespray inventory"),
+        (
+            "all:\n  vars: {etcd_deployment_type: docker}\n  hosts: {a: {ip: 10.0.0.1}}\n"
+            "  children: {kube_control_plane: {hosts: {a: {}}}}\n",
+            "etcd_deployment_type: 'docker' is not supported",
+        ),
+        (
+            "all:\n  vars: {dns_domain: '{{ nope }}'}\n  hosts: {a: {ip: 10.0.0.1}}\n"
+            "  children: {kube_control_plane: {hosts: {a: {}}}}\n",
+            "references an undefined variable",
+        ),
+        (
+            "all:\n  hosts: {a: {ip: 10.0.0.1}, b: {ip: 10.0.0.1}}\n"
+            "  children: {kube_control_plane: {hosts: {a: {}, b: {}}}}\n",
+            "10.0.0.1 is also the ip of a",
+        ),
+    ],
+)
+def test_malformed_inventories(tmp_path: Path, text: str, message: str) -> None:
+    p = tmp_path / "hosts.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_inventory(str(p))
+    assert message in exc.value.one_line()
+    assert exc.value.exit_code == 2
