@@ -44,14 +44,20 @@ class LocalTarget:
                 os.fsync(fh.fileno())
             if owner and self.live:
                 user, _, group = owner.partition(":")
-                shutil.chown(tmp, user or None, group or None)
+                if group:
+                    shutil.chown(tmp, user or None, group)
+                else:
+                    shutil.chown(tmp, user)
             os.replace(tmp, p)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
 
     def mkdir(self, path: str, mode: int) -> None:
+        """Create with mode if missing; an existing dir keeps its mode (never loosen a hardened one)."""
         p = self.host_path(path)
+        if p.is_dir():
+            return
         p.mkdir(parents=True, exist_ok=True, mode=0o755)
         os.chmod(p, mode)
 
