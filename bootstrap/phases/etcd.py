@@ -1,0 +1,56 @@
+"""The etcd phase: local etcd as kubeadm's static Pod, or (etcd_mode=host) as a systemd unit with
+exactly the same flags, Kubespray style. External etcd: nothing to do on the node."""
+
+from __future__ import annotations
+
+from bootstrap.errors import PhaseError
+from bootstrap.phases.base import Phase
+from bootstrap.render import manifests as m
+from bootstrap.spec.model import MANIFESTS_DIR, EtcdMode
+from bootstrap.workflow.context import RunContext
+from bootstrap.workflow.report import Status
+
+ETCD_UNIT_MODE = 0o644
+
+
+def _run_local(ctx: RunContext) -> None:
+    spec = ctx.spec
+    if spec.etcd_external is not None or spec.etcd_local is None:
+        ctx.skip("etcd", "external etcd is configured: no local etcd member on this node")
+        return
+    ctx.ensure_dir(spec.etcd_local.data_dir, spec.hardening.etcd_data_dir_mode)
+    if spec.etcd_mode == EtcdMode.HOST:
+        _run_host_unit(ctx)
+        return
+    ctx.ensure_dir(MANIFESTS_DIR, 0o700)
+    ctx.ensure_file(f"{MANIFESTS_DIR}/etcd.yaml", m.etcd_manifest(spec), 0o600)
+
+
+def _run_host_unit(ctx: RunContext) -> None:
+    unit = m.etcd_systemd_unit(ctx.spec).encode()
+    changed = ctx.ensure_file(m.ETCD_SYSTEMD_UNIT_PATH, unit, ETCD_UNIT_MODE)
+    if ctx.dry_run:
+        ctx.skip("start etcd", "dry-run: nothing is started")
+        return
+    if not ctx.target.live:
+        ctx.skip("start etcd", "not a live root (--rootfs): no service is started")
+        return
+    # Restart only when the unit changed; otherwise make sure it is enabled and running.
+    script = ("systemctl daemon-reload && systemctl enable etcd && systemctl restart etcd" if changed
+              else "systemctl enable etcd && systemctl start etcd")
+    result = ctx.target.run(script, timeout=120)
+    if not result.ok:
+        ctx.record("start etcd", Status.FAILED, (result.stderr or result.stdout).strip())
+        raise PhaseError("etcd: systemd could not start etcd", hint="see `journalctl -u etcd`")
+    ctx.record("start etcd", Status.UPDATED if changed else Status.UNCHANGED, "systemctl: etcd running")
+
+
+PHASE = Phase(
+    "etcd",
+    "Generate static Pod manifest file for local etcd",
+    None,
+    children=(
+        Phase("local", "Generate the static Pod manifest file for a local, single-node local etcd instance",
+              _run_local),
+    ),
+)
