@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
+from bootstrap.errors import KbootstrapError
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class EdgeGroup(click.Group):
+    """The CLI edge: our typed errors (and OS errors) become one line and an exit code, no traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KbootstrapError as exc:
+            click.echo(f"error: {exc.one_line()}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted: files are written atomically, nothing is half-written", err=True)
+            ctx.exit(130)
+        except (OSError, subprocess.SubprocessError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
 
 
 def output_option(fn: F) -> F:

@@ -1,0 +1,101 @@
+"""The lab as a Kubespray-style inventory: hosts.yaml, known_hosts and group_vars/all/lab.yml."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bootstrap.errors import UsageError
+from bootstrap.lab.state import LabState, write_atomic
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes None as an empty value (`dev-cp1:`), as Kubespray's sample inventories do."""
+
+
+_Dumper.add_representer(type(None), lambda d, _: d.represent_scalar("tag:yaml.org,2002:null", ""))
+
+
+def render_hosts(lab: LabState) -> dict[str, Any]:
+    cps = [m.name for m in lab.machines if m.role == "control-plane"]
+    workers = [m.name for m in lab.machines if m.role == "worker"]
+    hosts = {
+        m.name: {
+            "ansible_host": m.ip,
+            "ip": m.ip,
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(lab.key_path),
+        }
+        for m in lab.machines
+    }
+    return {
+        "all": {
+            "hosts": hosts,
+            "children": {
+                "kube_control_plane": {"hosts": {n: None for n in cps}},
+                "etcd": {"hosts": {n: None for n in cps}},
+                # With no workers the control planes run workloads, as in a one-node kubeadm cluster.
+                "kube_node": {"hosts": {n: None for n in (workers or cps)}},
+                "k8s_cluster": {"children": {"kube_control_plane": {}, "kube_node": {}}},
+            },
+        }
+    }
+
+
+def render_known_hosts(lab: LabState, host_keys: dict[str, str]) -> str:
+    """OpenSSH known_hosts lines: 'name,fqdn,ip keytype base64' (paramiko's load_host_keys reads it)."""
+    return "".join(f"{m.name},{m.name}.{lab.domain},{m.ip} {host_keys[m.name]}\n" for m in lab.machines)
+
+
+def lab_vars(lab: LabState) -> dict[str, Any]:
+    return {
+        "lab_name": lab.name,
+        "lab_domain": lab.domain,
+        "lab_subnet": lab.subnet,
+        "lab_gateway": lab.bridge_ip,
+        "lab_known_hosts": str(lab.known_hosts_path),
+    }
+
+
+def merge_vars(path: Path, ours: dict[str, Any]) -> dict[str, Any]:
+    """Update our keys, keep everyone else's."""
+    current: Any = {}
+    with contextlib.suppress(FileNotFoundError):
+        current = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(current, dict):
+        raise UsageError(f"{path} is not a YAML mapping", hint="fix or remove it")
+    current.update(ours)
+    return current
+
+
+def write(lab: LabState, host_keys: dict[str, str]) -> Path:
+    inv = Path(lab.inventory_dir)
+    known = render_known_hosts(lab, host_keys)
+    write_atomic(inv / "hosts.yaml", yaml.dump(render_hosts(lab), Dumper=_Dumper, sort_keys=False))
+    write_atomic(inv / "known_hosts", known)
+    write_atomic(lab.known_hosts_path, known)  # the lab's own copy, for `lab ssh` from any directory
+    gv = inv / "group_vars" / "all" / "lab.yml"
+    write_atomic(gv, yaml.safe_dump(merge_vars(gv, lab_vars(lab)), sort_keys=False))
+    return inv
+
+
+def remove(lab: LabState) -> None:
+    """Remove what describes machines that no longer exist; keep vars in lab.yml that others wrote."""
+    inv = Path(lab.inventory_dir)
+    for f in ("hosts.yaml", "known_hosts"):
+        with contextlib.suppress(FileNotFoundError):
+            (inv / f).unlink()
+    gv = inv / "group_vars" / "all" / "lab.yml"
+    with contextlib.suppress(FileNotFoundError, UsageError, yaml.YAMLError):
+        rest = {k: v for k, v in merge_vars(gv, {}).items() if k not in lab_vars(lab)}
+        if rest:
+            write_atomic(gv, yaml.safe_dump(rest, sort_keys=False))
+        else:
+            gv.unlink()
+    with contextlib.suppress(OSError):  # only if nothing else is left there
+        for d in (inv / "group_vars" / "all", inv / "group_vars", inv):
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
