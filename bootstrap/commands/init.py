@@ -15,7 +15,7 @@ from bootstrap.spec.model import EncryptionAlgorithm
 from bootstrap.transport.local import LocalTarget
 from bootstrap.workflow.context import RunContext
 from bootstrap.workflow.report import HostReport, PhaseResult, Status
-from bootstrap.workflow.runner import run_phases
+from bootstrap.workflow.runner import NOT_IMPLEMENTED, run_phases
 
 _SPEC_OPTIONS: list[Callable[[Any], Any]] = [
     click.option(
@@ -63,6 +63,28 @@ def spec_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+_FLEET_OPTIONS: list[Callable[[Any], Any]] = [
+    click.option(
+        "-i",
+        "--inventory",
+        type=click.Path(dir_okay=False),
+        help="Kubespray inventory (hosts.yaml or INI) or k0sctl.yaml: provision every host over SSH.",
+    ),
+    click.option("--forks", type=int, default=64, show_default=True, help="Hosts worked on in parallel."),
+    click.option(
+        "--trust-on-first-use", is_flag=True, help="Accept and record unknown SSH host keys (never changed ones)."
+    ),
+    click.option("--pki-dir", help="Where the control machine keeps the cluster's CAs. [default: pki/<inventory dir>]"),
+    click.option("--bundle", help="Offline bundle directory (default: the inventory's kbootstrap_bundle)."),
+]
+
+
+def fleet_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed(_FLEET_OPTIONS):
+        fn = opt(fn)
+    return fn
+
+
 def run_init(params: dict[str, Any], phases: tuple[Phase, ...], skip: set[str], *, prefix: str = "") -> None:
     spec = build_spec(params, params.get("config"))
     skip |= check_skip_list(init_phases(), spec.skip_phases)
@@ -87,8 +109,16 @@ _DRY = {Status.CREATED: "would create", Status.UPDATED: "would update"}
 
 def _print_phase(result: PhaseResult, dry_run: bool, verbose: int) -> None:
     tag = f"[{result.name}]"
+    if result.skipped_reason == NOT_IMPLEMENTED:
+        return  # one line in the summary says where we stopped
     if result.skipped_reason:
         click.echo(f"{tag} skipped: {result.skipped_reason}")
+        return
+    if result.name == "preflight" and all(c.status == Status.SKIPPED for c in result.changes) and not verbose:
+        click.echo(
+            f"{tag} skipped {len(result.changes)} checks of the live host (--rootfs): "
+            + ", ".join(c.item for c in result.changes)
+        )
         return
     for c in result.changes:
         if c.status.changed:
@@ -124,9 +154,15 @@ def _summary(report: HostReport, dry_run: bool) -> str:
 @click.group("init", invoke_without_command=True, help="Run this command to set up a Kubernetes control plane.")
 @spec_options
 @click.option("--skip-phases", help="Phases to skip, comma-separated (e.g. preflight,certs/apiserver).")
+@fleet_options
 @click.pass_context
 def init(ctx: click.Context, **params: Any) -> None:
     if ctx.invoked_subcommand is not None:
+        return
+    if params.get("inventory"):
+        from bootstrap.commands.fleet import run_fleet_init
+
+        run_fleet_init(params)
         return
     skip = check_skip_list(
         init_phases(), (params.get("skip_phases") or "").split(",") if params.get("skip_phases") else []

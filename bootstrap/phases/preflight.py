@@ -11,11 +11,12 @@ from bootstrap.workflow.report import Status
 
 def run(ctx: RunContext) -> None:
     spec = ctx.spec
+    control_plane = "kube_control_plane" in ctx.roles
     if not ctx.target.live:
-        for name in check_names(spec):
+        for name in check_names(spec, control_plane=control_plane):
             ctx.skip(name, "not a live host (--rootfs): checks of ports, swap, sysctls and CPUs do not apply")
         return
-    result = ctx.target.run(preflight_script(spec))
+    result = ctx.target.run(preflight_script(spec, control_plane=control_plane))
     errors = []
     for check in parse_results(result.stdout):
         if check.severity == "ok":

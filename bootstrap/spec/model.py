@@ -75,6 +75,11 @@ class LocalEtcd(Component):
     peer_cert_sans: tuple[str, ...] = ()
 
 
+class EtcdMember(Frozen):
+    name: str
+    peer_url: str  # https://IP:2380
+
+
 class ExternalEtcd(Frozen):
     endpoints: tuple[str, ...]
     ca_file: str = ""
@@ -172,6 +177,10 @@ class ClusterSpec(Frozen):
     etcd_local: LocalEtcd | None = LocalEtcd()
     etcd_external: ExternalEtcd | None = None
     etcd_mode: EtcdMode = EtcdMode.STATIC_POD
+    # Fleet runs: every member of a new etcd cluster ("new"), or the members a joining node
+    # joins ("existing"). Empty: kubeadm's single-member `--initial-cluster=NODE=https://ADV:2380`.
+    etcd_members: tuple[EtcdMember, ...] = ()
+    etcd_initial_cluster_state: str = "new"
     encryption_algorithm: EncryptionAlgorithm = EncryptionAlgorithm.RSA_2048
     certificate_validity: timedelta = timedelta(hours=8760)
     ca_certificate_validity: timedelta = timedelta(hours=87600)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from bootstrap.artifacts.bundle import Bundle
 from bootstrap.spec.model import ClusterSpec
 from bootstrap.transport.base import Target
 from bootstrap.workflow.report import Change, PhaseResult, Status
@@ -19,6 +20,9 @@ class RunContext:
     # One start time for the run: kubeadm backdates every cert from the same moment.
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     phase: PhaseResult = field(default_factory=lambda: PhaseResult("-"))
+    # Fleet runs: where artifacts come from, and this node's roles in the cluster.
+    bundle: Bundle | None = None
+    roles: frozenset[str] = frozenset({"kube_control_plane", "etcd"})
 
     def record(self, item: str, status: Status, detail: str = "") -> None:
         self.phase.changes.append(Change(self.phase.name, item, status, detail))

@@ -1,0 +1,62 @@
+"""Node preparation files: kernel modules, sysctls, containerd and crictl configuration (kubeadm.md §9)."""
+
+from __future__ import annotations
+
+from bootstrap.render.templates import render_template
+from bootstrap.spec.model import ClusterSpec
+
+MODULES_FILE = "/etc/modules-load.d/kubernetes.conf"
+SYSCTL_FILE = "/etc/sysctl.d/99-kubernetes.conf"
+CONTAINERD_CONFIG = "/etc/containerd/config.toml"
+CRICTL_CONFIG = "/etc/crictl.yaml"
+CONTAINERD_SOCKET = "unix:///run/containerd/containerd.sock"
+
+MODULES = ("overlay", "br_netfilter")
+# (key, value, required). Optional keys exist only once br_netfilter is loaded, which a container
+# node cannot do itself: the '-' prefix tells sysctl --system not to fail on a missing key.
+SYSCTLS = (
+    ("net.ipv4.ip_forward", "1", True),
+    ("net.bridge.bridge-nf-call-iptables", "1", False),
+    ("net.bridge.bridge-nf-call-ip6tables", "1", False),
+)
+IPV6_SYSCTLS = (
+    ("net.ipv6.conf.all.forwarding", "1", True),
+    ("net.ipv6.conf.default.forwarding", "1", True),
+)
+
+
+def modules_conf() -> bytes:
+    return ("# Managed by kbootstrap: modules Kubernetes networking needs.\n" + "\n".join(MODULES) + "\n").encode()
+
+
+def sysctl_conf(spec: ClusterSpec) -> bytes:
+    lines = ["# Managed by kbootstrap: kernel settings kubeadm's preflight and CNI plugins need."]
+    entries = list(SYSCTLS) + (list(IPV6_SYSCTLS) if _dual_or_v6(spec) else [])
+    for key, value, required in entries:
+        lines.append(f"{'' if required else '-'}{key} = {value}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def required_sysctls(spec: ClusterSpec) -> dict[str, str]:
+    entries = list(SYSCTLS) + (list(IPV6_SYSCTLS) if _dual_or_v6(spec) else [])
+    return {k: v for k, v, required in entries if required}
+
+
+def _dual_or_v6(spec: ClusterSpec) -> bool:
+    return any(n.version == 6 for n in spec.networking.service_networks())
+
+
+def sandbox_image(spec: ClusterSpec) -> str:
+    """The pause image kubeadm expects for this version (preflight warns on a mismatch)."""
+    return f"{spec.image_repository}/pause:{spec.version.pause_version}"
+
+
+def containerd_config(spec: ClusterSpec, containerd_major: int = 1) -> bytes:
+    template = "containerd/config-v3.toml.j2" if containerd_major >= 2 else "containerd/config-v2.toml.j2"
+    return render_template(template, sandbox_image=sandbox_image(spec)).encode()
+
+
+def crictl_yaml() -> bytes:
+    return (
+        f"runtime-endpoint: {CONTAINERD_SOCKET}\nimage-endpoint: {CONTAINERD_SOCKET}\ntimeout: 10\ndebug: false\n"
+    ).encode()

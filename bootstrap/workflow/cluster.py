@@ -1,0 +1,186 @@
+"""A whole cluster from an inventory: per-host specs, the shared PKI, and the fleet phase list.
+
+The shared CA material (kubeadm's kubeadm-certs set) is made once on the control machine under
+--pki-dir, or read back from the first control plane when the cluster already has it; only
+control planes receive it. Workers get ca.crt and never a CA private key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bootstrap.artifacts.bundle import Bundle
+from bootstrap.errors import PKIError
+from bootstrap.phases import control_plane, etcd, kubeconfig, kubelet, node
+from bootstrap.phases.base import Phase
+from bootstrap.phases.preflight import PHASE as PREFLIGHT
+from bootstrap.pki.store import ensure_pki
+from bootstrap.spec.inventory import Inventory, InventoryHost
+from bootstrap.spec.model import ClusterSpec, EtcdMember, EtcdMode, NodeRegistration
+from bootstrap.transport.local import LocalTarget
+from bootstrap.workflow.context import RunContext
+from bootstrap.workflow.fleet import FleetPhase, FleetRun
+from bootstrap.workflow.report import Change, Status
+
+# kubeadm's kubeadm-certs set: what every control plane must share (relative to the cert dir).
+SHARED_CA_FILES = (
+    "ca.crt",
+    "ca.key",
+    "front-proxy-ca.crt",
+    "front-proxy-ca.key",
+    "etcd/ca.crt",
+    "etcd/ca.key",
+    "sa.key",
+    "sa.pub",
+)
+SHARED_CA_PHASES = ("ca", "front-proxy-ca", "etcd-ca", "sa")
+
+
+def node_spec(cluster: ClusterSpec, host: InventoryHost, members: tuple[EtcdMember, ...]) -> ClusterSpec:
+    """The cluster spec as seen from one host: its address, its name, the etcd members."""
+    node = NodeRegistration(**{**cluster.node.model_dump(), "name": host.name})
+    return cluster.model_copy(update={"advertise_address": host.ip, "node": node, "etcd_members": members})
+
+
+def etcd_members(inv: Inventory) -> tuple[EtcdMember, ...]:
+    return tuple(EtcdMember(name=h.name, peer_url=f"https://{_bracket(h.ip)}:2380") for h in inv.hosts if h.is_etcd)
+
+
+def _bracket(ip: str) -> str:
+    return f"[{ip}]" if ":" in ip else ip
+
+
+@dataclass
+class SharedPKI:
+    """Shared CA files (path relative to the cert dir -> bytes), filled before the certs phase."""
+
+    store: Path
+    files: dict[str, bytes] = field(default_factory=dict)
+    source: str = ""
+
+
+def prepare_shared_pki(run: FleetRun, cluster: ClusterSpec, shared: SharedPKI, first_cp: str, dry_run: bool) -> None:
+    cert_dir = cluster.cert_dir.rstrip("/")
+    local = LocalTarget(shared.store, name="control-machine")
+    remote = run.targets.get(first_cp)
+    remote_files = {}
+    if remote is not None:
+        for rel in SHARED_CA_FILES:
+            state = remote.read(f"{cert_dir}/{rel}")
+            if state is not None:
+                remote_files[rel] = state.content
+    local_ca = local.read(f"{cert_dir}/ca.crt")
+    if "ca.crt" in remote_files:
+        if local_ca is not None and local_ca.content != remote_files["ca.crt"]:
+            raise PKIError(
+                f"the CA in {shared.store} differs from the one on {first_cp}",
+                hint=f"the cluster's CA wins: move {shared.store} away to read it back from {first_cp}",
+            )
+        if not dry_run:
+            for rel, data in remote_files.items():
+                local.write(f"{cert_dir}/{rel}", data, 0o600)
+        shared.files, shared.source = remote_files, f"read back from {first_cp}"
+        return
+    ctx = RunContext(cluster, local, dry_run=dry_run)
+    ensure_pki(ctx, list(SHARED_CA_PHASES))
+    for rel in SHARED_CA_FILES:
+        state = local.read(f"{cert_dir}/{rel}")
+        if state is not None:
+            shared.files[rel] = state.content
+    shared.source = f"control machine ({shared.store})"
+
+
+def certs_phase(shared: SharedPKI) -> Phase:
+    def run(ctx: RunContext) -> None:
+        cert_dir = ctx.spec.cert_dir.rstrip("/")
+        for rel, data in shared.files.items():
+            mode = ctx.spec.hardening.cert_file_mode if rel.endswith(".crt") else 0o600
+            ctx.ensure_dir(str(Path(f"{cert_dir}/{rel}").parent), 0o755)
+            ctx.ensure_file(f"{cert_dir}/{rel}", data, mode, detail=f"shared CA material, {shared.source}")
+        ensure_pki(ctx)
+
+    return Phase("certs", "Distribute the shared CAs to control planes and issue each one's certificates", run)
+
+
+def kubelet_phase(shared: SharedPKI) -> Phase:
+    def run(ctx: RunContext) -> None:
+        if "kube_control_plane" not in ctx.roles:
+            # Workers trust the cluster CA; they never get its key.
+            cert_dir = ctx.spec.cert_dir.rstrip("/")
+            if "ca.crt" in shared.files:
+                ctx.ensure_dir(cert_dir, 0o755)
+                ctx.ensure_file(f"{cert_dir}/ca.crt", shared.files["ca.crt"], ctx.spec.hardening.cert_file_mode)
+        assert kubelet.PHASE.run is not None
+        kubelet.PHASE.run(ctx)
+
+    return Phase("kubelet-start", kubelet.PHASE.help, run)
+
+
+def wait_etcd_healthy(run: FleetRun, names: list[str], cluster: ClusterSpec) -> None:
+    """After the etcd phase: every member healthy, seen from each member over mTLS."""
+    if cluster.etcd_mode != EtcdMode.HOST or not names:
+        return
+    pki = cluster.cert_dir.rstrip("/") + "/etcd"
+    script = f"""
+for i in $(seq 1 60); do
+  if ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert={pki}/ca.crt \\
+       --cert={pki}/healthcheck-client.crt --key={pki}/healthcheck-client.key \\
+       endpoint health --cluster >/tmp/kbootstrap-etcd-health 2>&1; then cat /tmp/kbootstrap-etcd-health; exit 0; fi
+  sleep 0.5
+done
+tail -2 /tmp/kbootstrap-etcd-health >&2; exit 1
+"""
+
+    def check(name: str) -> None:
+        result = run.targets[name].run(script, timeout=60)
+        if not result.ok:
+            run.fail_host(name, f"etcd is not healthy: {(result.stderr or result.stdout).strip()[-200:]}")
+            return
+        healthy = sum(1 for ln in result.stdout.splitlines() if "is healthy" in ln)
+        phase = run.reports[name].phases[-1]
+        phase.changes.append(Change(phase.name, "etcd health", Status.UNCHANGED, f"{healthy} members healthy"))
+
+    run._parallel(names, check)
+
+
+def fleet_phases(cluster: ClusterSpec, shared: SharedPKI, first_cp: str, dry_run: bool) -> list[FleetPhase]:
+    def cp(h: InventoryHost) -> bool:
+        return h.is_control_plane
+
+    def etcd_member(h: InventoryHost) -> bool:
+        return h.is_etcd
+
+    # Node preparation comes first: kubeadm's preflight checks (CRI answering, ip_forward, iptables)
+    # describe a node ready for kubeadm, which is what these phases make.
+    return [
+        FleetPhase(node.KERNEL),
+        FleetPhase(node.CONTAINER_RUNTIME),
+        FleetPhase(node.BINARIES),
+        FleetPhase(PREFLIGHT),
+        FleetPhase(
+            certs_phase(shared),
+            applies_to=lambda h: h.is_control_plane or h.is_etcd,
+            before=lambda run: prepare_shared_pki(run, cluster, shared, first_cp, dry_run),
+        ),
+        FleetPhase(kubeconfig.PHASE, applies_to=cp),
+        FleetPhase(etcd.PHASE, applies_to=etcd_member, after=lambda run, names: wait_etcd_healthy(run, names, cluster)),
+        FleetPhase(control_plane.PHASE, applies_to=cp),
+        FleetPhase(kubelet_phase(shared)),
+    ]
+
+
+def fleet_phase_paths(phases: list[FleetPhase]) -> list[str]:
+    return [p for fp in phases for p, _ in fp.phase.walk()]
+
+
+def bundle_for(inv: Inventory, override: str | None) -> Bundle | None:
+    from bootstrap.artifacts.bundle import load_bundle
+
+    path = override or inv.vars.get("kbootstrap_bundle")
+    if not path:
+        return None
+    p = Path(str(path))
+    if not p.is_absolute():
+        p = (inv.path.parent / p) if (inv.path.parent / p).exists() else p
+    return load_bundle(p)
