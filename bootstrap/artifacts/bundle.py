@@ -38,6 +38,12 @@ NODE_PACKAGES = (
 ETCD_PACKAGES = ("etcd-server", "etcd-client")
 BINARIES = ("kubectl", "kubelet", "kubeadm")
 MANIFEST = "manifest.json"
+BUNDLE_CACHE = Path("/var/cache/kbootstrap/bundles")
+
+
+def default_bundle_dir(kubernetes_version: str) -> Path:
+    """Where `bundle create` puts a bundle by default, and where lab inventories point."""
+    return BUNDLE_CACHE / kubernetes_version
 
 
 @dataclass(frozen=True)
@@ -124,7 +130,7 @@ def create_bundle(
             raise RequirementError(f"{tool} not found", hint="bundles are built on a Debian control machine")
     out = Path(out)
     if (out / MANIFEST).exists():
-        raise ConfigError("bundle create", f"{out} already holds a bundle", hint="remove it or choose another --output")
+        raise ConfigError("bundle create", f"{out} already holds a bundle", hint="remove it or choose another --dir")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

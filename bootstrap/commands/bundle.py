@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
 
-from bootstrap.artifacts.bundle import BINARIES, create_bundle, load_bundle
+from bootstrap.artifacts.bundle import BINARIES, MANIFEST, create_bundle, default_bundle_dir, load_bundle
 from bootstrap.commands.common import emit, output_option
 from bootstrap.versions import DEFAULT_KUBERNETES_VERSION, KubeVersion
 
@@ -17,7 +18,8 @@ def bundle() -> None:
 
 
 @bundle.command("create", help="Download node packages with their dependencies and copy binaries into DIR.")
-@click.option("--output", "out", required=True, type=click.Path(file_okay=False), help="Directory to create.")
+@click.option("--dir", "out", type=click.Path(file_okay=False),
+              help="Directory to create. [default: /var/cache/kbootstrap/bundles/VERSION]")
 @click.option("--kubernetes-version", default=DEFAULT_KUBERNETES_VERSION, show_default=True)
 @click.option(
     "--binaries-from",
@@ -25,10 +27,14 @@ def bundle() -> None:
     help="A directory holding kubectl, kubelet and kubeadm for the target version.",
 )
 @output_option
-def create(out: str, kubernetes_version: str, binaries_from: str | None, output: str) -> None:
+def create(out: str | None, kubernetes_version: str, binaries_from: str | None, output: str) -> None:
     version = str(KubeVersion.parse(kubernetes_version, "--kubernetes-version"))
-    b = create_bundle(out, version, binaries_from=binaries_from)
-    _report(b, output, f"bundle written to {out}")
+    path = Path(out) if out else default_bundle_dir(version)
+    if out is None and (path / MANIFEST).is_file():
+        _report(load_bundle(path), output, f"a bundle for {version} is already at {path}: nothing to do")
+        return
+    b = create_bundle(path, version, binaries_from=binaries_from)
+    _report(b, output, f"bundle written to {path}")
 
 
 @bundle.command("verify", help="Check every file of a bundle against its sha256 manifest.")

@@ -118,19 +118,20 @@ def run_fleet_init(params: dict[str, Any], limit: list[str] | None = None) -> No
                 if close:
                     close()
     elapsed = time.monotonic() - started
-    skipped = {p: "skipped by --skip-phases or the inventory (kbootstrap_skip_phases)" for p in sorted(skip)}
+    inv_reason = str(inv.vars.get("kbootstrap_skip_reason") or "set in the inventory (kbootstrap_skip_phases)")
+    skipped = {p: (inv_reason if p in skip_from_inv and p not in requested else "--skip-phases") for p in sorted(skip)}
     data = {
         "hosts": {n: reports[n].to_json() for n in names},
         "skipped_phases": skipped,
         "dry_run": dry_run,
         "seconds": round(elapsed, 2),
     }
-    emit(output, data, lambda: summary(reports, skip, dry_run, elapsed))
+    emit(output, data, lambda: summary(reports, skipped, dry_run, elapsed))
     if any(r.failed for r in reports.values()):
         raise SystemExit(1)
 
 
-def summary(reports: dict[str, HostReport], skip: set[str], dry_run: bool, elapsed: float) -> str:
+def summary(reports: dict[str, HostReport], skipped: dict[str, str], dry_run: bool, elapsed: float) -> str:
     table = Table(title="kbootstrap init" + (" (dry run)" if dry_run else ""), show_lines=False)
     for col in ("host", "changed", "unchanged", "failed", "seconds", "error"):
         table.add_column(col)
@@ -151,8 +152,11 @@ def summary(reports: dict[str, HostReport], skip: set[str], dry_run: bool, elaps
         lines.append(f"nothing to do: every host is already as specified ({elapsed:.1f}s)")
     else:
         lines.append(f"{total} changes on {len(reports)} hosts in {elapsed:.1f}s")
-    if skip:
-        lines.append("skipped phases: " + ", ".join(sorted(skip)))
+    by_reason: dict[str, list[str]] = {}
+    for phase, reason in skipped.items():
+        by_reason.setdefault(reason, []).append(phase)
+    for reason, phases in by_reason.items():
+        lines.append(f"skipped {', '.join(phases)}: {reason}")
     return "\n".join(lines)
 
 

@@ -8,8 +8,10 @@ from typing import Any
 
 import yaml
 
+from bootstrap.artifacts.bundle import default_bundle_dir
 from bootstrap.errors import UsageError
 from bootstrap.lab.state import LabState, write_atomic
+from bootstrap.versions import DEFAULT_KUBERNETES_VERSION
 
 
 class _Dumper(yaml.SafeDumper):
@@ -50,6 +52,15 @@ def render_known_hosts(lab: LabState, host_keys: dict[str, str]) -> str:
     return "".join(f"{m.name},{m.name}.{lab.domain},{m.ip} {host_keys[m.name]}\n" for m in lab.machines)
 
 
+# Lab machines have no route out and no kubelet/kubeadm binary can be had on this host: they
+# install from the offline bundle, and the phases that need those binaries are skipped, saying why.
+LAB_SKIP_PHASES = ["binaries/kubelet", "binaries/kubeadm", "kubelet-start"]
+LAB_SKIP_REASON = (
+    "no kubelet or kubeadm binary can be had on this machine (no registry ships them), "
+    "so lab clusters stop before the kubelet runs"
+)
+
+
 def lab_vars(lab: LabState) -> dict[str, Any]:
     return {
         "lab_name": lab.name,
@@ -57,6 +68,9 @@ def lab_vars(lab: LabState) -> dict[str, Any]:
         "lab_subnet": lab.subnet,
         "lab_gateway": lab.bridge_ip,
         "lab_known_hosts": str(lab.known_hosts_path),
+        "kbootstrap_bundle": str(default_bundle_dir(DEFAULT_KUBERNETES_VERSION)),
+        "kbootstrap_skip_phases": LAB_SKIP_PHASES,
+        "kbootstrap_skip_reason": LAB_SKIP_REASON,
     }
 
 

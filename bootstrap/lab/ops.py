@@ -32,12 +32,30 @@ DEFAULT_PARALLEL = 8
 DEFAULT_BOOT_TIMEOUT = 60.0
 
 
+# Every machine's systemd takes inotify instances from the host's per-user budget (default 128):
+# with a few labs up, new machines die at boot with "Too many open files".
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+MIN_INOTIFY_INSTANCES = 1024
+
+
 def check_host(*, build: bool = False) -> None:
     need_root()
     for binary in ("systemd-nspawn", "ip", "dnsmasq", "mount"):
         need(binary)
     if build:
         need("debootstrap")
+    _raise_inotify_limit()
+
+
+def _raise_inotify_limit() -> None:
+    try:
+        if int(INOTIFY_INSTANCES.read_text()) < MIN_INOTIFY_INSTANCES:
+            INOTIFY_INSTANCES.write_text(f"{MIN_INOTIFY_INSTANCES}\n")
+    except (OSError, ValueError) as exc:
+        raise RequirementError(
+            f"cannot raise fs.inotify.max_user_instances to {MIN_INOTIFY_INSTANCES}: {exc}",
+            hint=f"sysctl -w fs.inotify.max_user_instances={MIN_INOTIFY_INSTANCES}",
+        ) from None
 
 
 def _pmap(fn: Callable[[T], Any], items: Iterable[T], parallel: int) -> list[Any]:
