@@ -26,8 +26,16 @@ def _run_local(ctx: RunContext) -> None:
     ctx.ensure_file(f"{MANIFESTS_DIR}/etcd.yaml", m.etcd_manifest(spec), 0o600)
 
 
+def _installed_etcd_version(ctx: RunContext) -> str | None:
+    """`etcd --version` on a live node ("etcd Version: 3.4.23"); None under --rootfs or if absent."""
+    if not ctx.target.live:
+        return None
+    out = ctx.target.run("etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p'").stdout.strip()
+    return out or None
+
+
 def _run_host_unit(ctx: RunContext) -> None:
-    unit = m.etcd_systemd_unit(ctx.spec).encode()
+    unit = m.etcd_systemd_unit(ctx.spec, binary_version=_installed_etcd_version(ctx)).encode()
     changed = ctx.ensure_file(m.ETCD_SYSTEMD_UNIT_PATH, unit, ETCD_UNIT_MODE)
     if ctx.dry_run:
         ctx.skip("start etcd", "dry-run: nothing is started")

@@ -77,9 +77,11 @@ def parse_cert(data: bytes, where: str) -> x509.Certificate:
         raise PKIError(f"{where} is not a PEM certificate", hint="restore it or move it away") from None
 
 
-def parse_key(data: bytes, where: str) -> PrivateKey:
+def parse_key(data: bytes, where: str, *, check: bool = True) -> PrivateKey:
+    """check=False skips OpenSSL's RSA consistency check (~30 ms a key). Fine for a key we only
+    compare with its certificate's public key; keys that sign (CAs, sa) keep the check."""
     try:
-        key = serialization.load_pem_private_key(data, password=None)
+        key = serialization.load_pem_private_key(data, password=None, unsafe_skip_rsa_key_validation=not check)
     except (ValueError, TypeError):
         raise PKIError(f"{where} is not an unencrypted PEM private key", hint="restore it or move it away") from None
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
@@ -252,7 +254,7 @@ def _try_key(data: bytes | None, where: str) -> PrivateKey | None:
     if data is None:
         return None
     try:
-        return parse_key(data, where)
+        return parse_key(data, where, check=False)
     except PKIError:
         return None
 

@@ -472,9 +472,10 @@ def etcd_image_tag(spec: ClusterSpec) -> str:
     return (local.image_tag if local and local.image_tag else "") or spec.version.etcd_version
 
 
-def etcd_is_36_or_newer(spec: ClusterSpec) -> bool:
-    """etcd 3.6 renamed experimental flags; decided by the image tag's major.minor, as kubeadm does."""
-    tag = etcd_image_tag(spec).lstrip("v").split("-")[0]
+def etcd_is_36_or_newer(spec: ClusterSpec, binary_version: str | None = None) -> bool:
+    """etcd 3.6 renamed experimental flags; decided by the image tag's major.minor, as kubeadm does,
+    or (host mode) by the version of the etcd binary installed on the node."""
+    tag = (binary_version or etcd_image_tag(spec)).lstrip("v").split("-")[0]
     try:
         major, minor = (int(x) for x in tag.split(".")[:2])
     except ValueError:
@@ -482,8 +483,11 @@ def etcd_is_36_or_newer(spec: ClusterSpec) -> bool:
     return (major, minor) >= (3, 6)
 
 
-def etcd_command(spec: ClusterSpec, *, initial_cluster: Sequence[tuple[str, str]] = ()) -> list[str]:
-    """initial_cluster: (name, peerURL) of every member when joining; empty for `init`."""
+def etcd_command(
+    spec: ClusterSpec, *, initial_cluster: Sequence[tuple[str, str]] = (), binary_version: str | None = None
+) -> list[str]:
+    """initial_cluster: (name, peerURL) of every member when joining; empty for `init`.
+    binary_version: the etcd actually run (host mode), when it differs from the image tag's."""
     if spec.etcd_local is None:
         raise ValueError("etcd_command needs local etcd")
     pki = spec.cert_dir
@@ -510,7 +514,7 @@ def etcd_command(spec: ClusterSpec, *, initial_cluster: Sequence[tuple[str, str]
         ("snapshot-count", "10000"),
         ("listen-metrics-urls", f"http://{join_host_port(local, ETCD_METRICS_PORT)}"),
     ]
-    if etcd_is_36_or_newer(spec):
+    if etcd_is_36_or_newer(spec, binary_version):
         args += [("feature-gates", "InitialCorruptCheck=true"), ("watch-progress-notify-interval", "5s")]
     else:
         args += [("experimental-initial-corrupt-check", "true"), ("experimental-watch-progress-notify-interval", "5s")]
@@ -581,10 +585,11 @@ def etcd_pod(spec: ClusterSpec, *, initial_cluster: Sequence[tuple[str, str]] = 
     return _component_pod(ETCD, container, volumes, annotations, probe_port, named)
 
 
-def etcd_systemd_unit(spec: ClusterSpec, *, binary: str = "/usr/bin/etcd") -> str:
-    """etcd_mode=host: a systemd unit running etcd with exactly the static Pod's flags (Kubespray style)."""
+def etcd_systemd_unit(spec: ClusterSpec, *, binary: str = "/usr/bin/etcd", binary_version: str | None = None) -> str:
+    """etcd_mode=host: a systemd unit running etcd with exactly the static Pod's flags (Kubespray style),
+    in the flag dialect of the etcd binary installed on the node (binary_version)."""
     # systemd expands %-specifiers in ExecStart; a literal % must be doubled.
-    flags = [f.replace("%", "%%") for f in etcd_command(spec)[1:]]
+    flags = [f.replace("%", "%%") for f in etcd_command(spec, binary_version=binary_version)[1:]]
     return render_template("etcd/etcd.service.j2", binary=binary, flags=flags)
 
 

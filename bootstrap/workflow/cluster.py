@@ -91,30 +91,32 @@ def prepare_shared_pki(run: FleetRun, cluster: ClusterSpec, shared: SharedPKI, f
     shared.source = f"control machine ({shared.store})"
 
 
+ETCD_ONLY_FILES = ("etcd/ca.crt", "etcd/ca.key")
+ETCD_ONLY_CERTS = ("etcd-ca", "etcd-server", "etcd-peer", "etcd-healthcheck-client")
+
+
 def certs_phase(shared: SharedPKI) -> Phase:
+    """Control planes: the shared CAs and their own certs. etcd-only members: the etcd CA and etcd
+    certs. Workers: ca.crt only, never a CA private key."""
+
     def run(ctx: RunContext) -> None:
         cert_dir = ctx.spec.cert_dir.rstrip("/")
-        for rel, data in shared.files.items():
+        if "kube_control_plane" in ctx.roles:
+            files, certs = tuple(shared.files), None
+        elif "etcd" in ctx.roles:
+            files, certs = ETCD_ONLY_FILES, list(ETCD_ONLY_CERTS)
+        else:
+            files, certs = ("ca.crt",), []
+        for rel in files:
+            if rel not in shared.files:
+                continue
             mode = ctx.spec.hardening.cert_file_mode if rel.endswith(".crt") else 0o600
             ctx.ensure_dir(str(Path(f"{cert_dir}/{rel}").parent), 0o755)
-            ctx.ensure_file(f"{cert_dir}/{rel}", data, mode, detail=f"shared CA material, {shared.source}")
-        ensure_pki(ctx)
+            ctx.ensure_file(f"{cert_dir}/{rel}", shared.files[rel], mode, detail=f"shared CA material, {shared.source}")
+        if certs != []:
+            ensure_pki(ctx, certs)
 
-    return Phase("certs", "Distribute the shared CAs to control planes and issue each one's certificates", run)
-
-
-def kubelet_phase(shared: SharedPKI) -> Phase:
-    def run(ctx: RunContext) -> None:
-        if "kube_control_plane" not in ctx.roles:
-            # Workers trust the cluster CA; they never get its key.
-            cert_dir = ctx.spec.cert_dir.rstrip("/")
-            if "ca.crt" in shared.files:
-                ctx.ensure_dir(cert_dir, 0o755)
-                ctx.ensure_file(f"{cert_dir}/ca.crt", shared.files["ca.crt"], ctx.spec.hardening.cert_file_mode)
-        assert kubelet.PHASE.run is not None
-        kubelet.PHASE.run(ctx)
-
-    return Phase("kubelet-start", kubelet.PHASE.help, run)
+    return Phase("certs", "Distribute the shared CAs (only ca.crt to workers) and issue each node's certificates", run)
 
 
 def wait_etcd_healthy(run: FleetRun, names: list[str], cluster: ClusterSpec) -> None:
@@ -160,13 +162,12 @@ def fleet_phases(cluster: ClusterSpec, shared: SharedPKI, first_cp: str, dry_run
         FleetPhase(PREFLIGHT),
         FleetPhase(
             certs_phase(shared),
-            applies_to=lambda h: h.is_control_plane or h.is_etcd,
             before=lambda run: prepare_shared_pki(run, cluster, shared, first_cp, dry_run),
         ),
         FleetPhase(kubeconfig.PHASE, applies_to=cp),
         FleetPhase(etcd.PHASE, applies_to=etcd_member, after=lambda run, names: wait_etcd_healthy(run, names, cluster)),
         FleetPhase(control_plane.PHASE, applies_to=cp),
-        FleetPhase(kubelet_phase(shared)),
+        FleetPhase(kubelet.PHASE),
     ]
 
 

@@ -1,0 +1,202 @@
+"""`kbootstrap init -i` on real lab machines: 3 control planes + 1 worker, etcd in host mode.
+
+Everything goes through the real parts: the CLI in a subprocess, paramiko SSH with host keys
+checked, Debian packages from the offline bundle, systemd, containerd and a 3-member etcd.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bootstrap.artifacts.bundle import MANIFEST, create_bundle, default_bundle_dir
+from bootstrap.lab import ops
+from bootstrap.lab.state import LabState
+from bootstrap.lab.testing import sh
+from bootstrap.versions import DEFAULT_KUBERNETES_VERSION
+
+pytestmark = pytest.mark.lab
+
+PKI = "/etc/kubernetes/pki"
+ETCDCTL = (
+    f"ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert={PKI}/etcd/ca.crt "
+    f"--cert={PKI}/etcd/healthcheck-client.crt --key={PKI}/etcd/healthcheck-client.key"
+)
+
+
+@pytest.fixture(scope="session")
+def bundle() -> Path:
+    path = default_bundle_dir(DEFAULT_KUBERNETES_VERSION)
+    if not (path / MANIFEST).is_file():
+        create_bundle(path, DEFAULT_KUBERNETES_VERSION)
+    return path
+
+
+def kbootstrap(*args: str, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "bootstrap.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kbootstrap {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def init_json(inventory: Path, pki_dir: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+    proc = kbootstrap("init", "-i", str(inventory), "--pki-dir", str(pki_dir), "-o", "json", *extra)
+    try:
+        return proc.returncode, json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"not JSON (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}") from None
+
+
+@pytest.fixture(scope="module")
+def cluster(module_lab_factory: Any, bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    lab: LabState = module_lab_factory(control_planes=3, workers=1)
+    inventory = Path(lab.inventory_dir) / "hosts.yaml"
+    pki_dir = tmp_path_factory.mktemp("pki")
+    started = time.monotonic()
+    code, report = init_json(inventory, pki_dir)
+    return {"lab": lab, "inventory": inventory, "pki": pki_dir, "code": code, "report": report,
+            "seconds": time.monotonic() - started}
+
+
+def cps(lab: LabState) -> list[str]:
+    return [m.name for m in lab.machines if m.role == "control-plane"]
+
+
+def workers(lab: LabState) -> list[str]:
+    return [m.name for m in lab.machines if m.role == "worker"]
+
+
+def test_first_run_provisions_every_host(cluster: dict[str, Any]) -> None:
+    report = cluster["report"]
+    assert cluster["code"] == 0, json.dumps(report, indent=1)[:3000]
+    assert set(report["hosts"]) == {m.name for m in cluster["lab"].machines}
+    for name, host in report["hosts"].items():
+        assert host["failed"] is False and host["error"] is None, name
+        assert host["changed"] > 0
+    # The lab inventory says which phases it skips, and why; the report repeats it.
+    assert set(report["skipped_phases"]) == {"binaries/kubelet", "binaries/kubeadm", "kubelet-start"}
+    assert all("no kubelet or kubeadm binary" in r for r in report["skipped_phases"].values())
+
+
+def test_etcd_has_three_healthy_members_over_mtls(cluster: dict[str, Any]) -> None:
+    lab = cluster["lab"]
+    for cp in cps(lab):
+        code, out, err = sh(lab, cp, f"{ETCDCTL} endpoint health --cluster")
+        assert code == 0, err
+        both = out + err  # etcdctl 3.4 prints health on stderr
+        assert both.count("is healthy") == 3, both
+    code, out, _ = sh(lab, cps(lab)[0], f"{ETCDCTL} member list")
+    assert sorted(line.split(", ")[2] for line in out.strip().splitlines()) == sorted(cps(lab))
+    # Peer traffic is mTLS: members advertise https peer URLs.
+    assert all(", https://" in line for line in out.strip().splitlines())
+
+
+def test_containerd_runs_with_systemd_cgroups_everywhere(cluster: dict[str, Any]) -> None:
+    lab = cluster["lab"]
+    for m in lab.machines:
+        code, out, _ = sh(lab, m.name, "systemctl is-active containerd; grep -c 'SystemdCgroup = true' "
+                          "/etc/containerd/config.toml; grep sandbox_image /etc/containerd/config.toml; "
+                          "cat /proc/sys/net/ipv4/ip_forward; test -S /run/containerd/containerd.sock && echo sock")
+        assert code == 0
+        lines = out.split()
+        assert lines[0] == "active" and lines[1] == "1" and "sock" in lines
+        assert '"registry.k8s.io/pause:3.10.1"' in out
+        assert out.strip().splitlines()[3] == "1"
+
+
+def test_key_modes_and_no_ca_key_on_workers(cluster: dict[str, Any]) -> None:
+    lab = cluster["lab"]
+    for cp in cps(lab):
+        code, out, _ = sh(lab, cp, f"find {PKI} /etc/kubernetes -maxdepth 2 -type f "
+                          "\\( -name '*.key' -o -name '*.conf' -o -name '*.yaml' \\) -printf '%m %p\\n'")
+        assert code == 0 and out
+        loose = [ln for ln in out.splitlines() if not ln.startswith("600 ")]
+        assert not loose, loose
+    for w in workers(lab):
+        code, out, _ = sh(lab, w, "find /etc/kubernetes -type f | sort")
+        assert out.split() == [f"{PKI}/ca.crt"]
+
+
+def test_second_run_changes_nothing_and_is_fast(cluster: dict[str, Any]) -> None:
+    started = time.monotonic()
+    code, report = init_json(cluster["inventory"], cluster["pki"])
+    elapsed = time.monotonic() - started
+    assert code == 0
+    changed = {n: h["changed"] for n, h in report["hosts"].items()}
+    assert set(changed.values()) == {0}, changed
+    proc = kbootstrap("init", "-i", str(cluster["inventory"]), "--pki-dir", str(cluster["pki"]))
+    assert "nothing to do" in proc.stdout
+    print(f"first run {cluster['seconds']:.1f}s, rerun {elapsed:.1f}s")
+
+
+def test_dry_run_lists_actions_and_changes_nothing(cluster: dict[str, Any]) -> None:
+    lab = cluster["lab"]
+    cp = cps(lab)[0]
+    sh(lab, cp, "rm /etc/crictl.yaml && chmod 0644 /etc/kubernetes/admin.conf")
+    try:
+        code, report = init_json(cluster["inventory"], cluster["pki"], "--dry-run")
+        assert code == 0 and report["dry_run"] is True
+        items = {c["item"]: c["status"] for p in report["hosts"][cp]["phases"] for c in p["changes"]}
+        assert items["/etc/crictl.yaml"] == "created"
+        assert items["/etc/kubernetes/admin.conf"] == "updated"
+        _, out, _ = sh(lab, cp, "test -e /etc/crictl.yaml && echo present; stat -c %a /etc/kubernetes/admin.conf")
+        assert out.split() == ["644"]  # untouched
+    finally:
+        init_json(cluster["inventory"], cluster["pki"])
+    _, out, _ = sh(lab, cp, "test -e /etc/crictl.yaml && echo present; stat -c %a /etc/kubernetes/admin.conf")
+    assert out.split() == ["present", "600"]
+
+
+def test_changed_host_key_is_refused(cluster: dict[str, Any], tmp_path: Path) -> None:
+    lab = cluster["lab"]
+    inv_dir = Path(lab.inventory_dir)
+    known = inv_dir / "known_hosts"
+    original = known.read_text()
+    lines = original.splitlines()
+    victim = lines[-1].split()[0].split(",")[0]
+    donor_key = " ".join(lines[0].split()[1:])
+    lines[-1] = f"{lines[-1].split()[0]} {donor_key}"  # another machine's key for this host
+    known.write_text("\n".join(lines) + "\n")
+    try:
+        code, report = init_json(cluster["inventory"], cluster["pki"], "--trust-on-first-use")
+    finally:
+        known.write_text(original)
+    assert code != 0
+    assert report["hosts"][victim]["failed"] is True
+    assert "changed" in report["hosts"][victim]["error"]
+    others = [n for n in report["hosts"] if n != victim]
+    assert all(not report["hosts"][n]["failed"] for n in others)
+
+
+def test_machine_powered_off_mid_run_is_reported_and_rerun_converges(cluster: dict[str, Any]) -> None:
+    lab = cluster["lab"]
+    victim = workers(lab)[0]
+    # Make the worker have real work to do, then cut its power while the run is under way.
+    sh(lab, victim, "rm -f /etc/containerd/config.toml /etc/sysctl.d/99-kubernetes.conf")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bootstrap.cli", "init", "-i", str(cluster["inventory"]), "--pki-dir",
+         str(cluster["pki"]), "-o", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(0.4)
+    ops.stop_machine(lab.name, victim, force=True)
+    out, _ = proc.communicate(timeout=240)
+    report = json.loads(out)
+    assert proc.returncode != 0
+    assert report["hosts"][victim]["failed"] is True and report["hosts"][victim]["error"]
+    for name in cps(lab):
+        assert report["hosts"][name]["failed"] is False, report["hosts"][name]["error"]
+    ops.start_machine(lab.name, victim)
+    code, again = init_json(cluster["inventory"], cluster["pki"])
+    assert code == 0, again["hosts"][victim]
+    assert again["hosts"][victim]["failed"] is False
+    _, cfg, _ = sh(lab, victim, "grep -c 'SystemdCgroup = true' /etc/containerd/config.toml")
+    assert cfg.strip() == "1"
