@@ -36,14 +36,17 @@ NODE_PACKAGES = (
     "kmod",
 )
 ETCD_PACKAGES = ("etcd-server", "etcd-client")
+LB_PACKAGES = ("haproxy", "keepalived")  # the HA API endpoint (VIP + load balancer)
 BINARIES = ("kubectl", "kubelet", "kubeadm")
 MANIFEST = "manifest.json"
 BUNDLE_CACHE = Path("/var/cache/kbootstrap/bundles")
 
 
 def default_bundle_dir(kubernetes_version: str) -> Path:
-    """Where `bundle create` puts a bundle by default, and where lab inventories point."""
-    return BUNDLE_CACHE / kubernetes_version
+    """Where `bundle create` puts a bundle by default, and where lab inventories point. The name
+    carries a hash of what goes in, so a bundle made from an older package list is never reused."""
+    recipe = ",".join(NODE_PACKAGES + ETCD_PACKAGES + LB_PACKAGES + BINARIES)
+    return BUNDLE_CACHE / f"{kubernetes_version}-{hashlib.sha256(recipe.encode()).hexdigest()[:8]}"
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,7 @@ def create_bundle(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         (tmp / "debs").mkdir()
-        wanted = _with_dependencies(NODE_PACKAGES + ETCD_PACKAGES + extra_packages)
+        wanted = _with_dependencies(NODE_PACKAGES + ETCD_PACKAGES + LB_PACKAGES + extra_packages)
         proc = subprocess.run(["apt-get", "download", *wanted], cwd=tmp / "debs", capture_output=True, text=True)
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["apt-get download failed"])[-1]
@@ -187,8 +190,8 @@ def _with_dependencies(packages: tuple[str, ...]) -> list[str]:
     names = {ln.strip() for ln in proc.stdout.splitlines() if ln and not ln.startswith(" ") and not ln.startswith("<")}
     # Essential packages are on every Debian system; virtual packages cannot be downloaded.
     essential = _essential()
-    real = [n for n in sorted(names) if n not in essential and _has_candidate(n)]
-    return real
+    candidates = _with_candidate(sorted(n for n in names if n not in essential))
+    return [n for n in sorted(names) if n in candidates]
 
 
 def _essential() -> set[str]:
@@ -196,10 +199,16 @@ def _essential() -> set[str]:
     return {ln.split()[0] for ln in proc.stdout.splitlines() if ln.endswith(" yes")}
 
 
-def _has_candidate(name: str) -> bool:
-    proc = subprocess.run(["apt-cache", "policy", name], capture_output=True, text=True)
-    m = re.search(r"Candidate: (\S+)", proc.stdout)
-    return bool(m and m[1] != "(none)")
+def _with_candidate(names: list[str]) -> set[str]:
+    """Names apt can download (virtual packages have no candidate). One apt-cache call for all."""
+    proc = subprocess.run(["apt-cache", "policy", *names], capture_output=True, text=True)
+    found, current = set(), None
+    for line in proc.stdout.splitlines():
+        if line and not line.startswith(" "):
+            current = line.rstrip(":")
+        elif current and line.strip().startswith("Candidate:") and line.split()[-1] != "(none)":
+            found.add(current)
+    return found
 
 
 def _deb_fields(deb: Path) -> dict[str, Any]:

@@ -19,7 +19,7 @@ def bundle() -> None:
 
 @bundle.command("create", help="Download node packages with their dependencies and copy binaries into DIR.")
 @click.option("--dir", "out", type=click.Path(file_okay=False),
-              help="Directory to create. [default: /var/cache/kbootstrap/bundles/VERSION]")
+              help="Directory to create. [default: /var/cache/kbootstrap/bundles/VERSION-RECIPE]")
 @click.option("--kubernetes-version", default=DEFAULT_KUBERNETES_VERSION, show_default=True)
 @click.option(
     "--binaries-from",
