@@ -51,7 +51,8 @@ def connect(inv: Inventory, names: list[str], forks: int, tofu: bool) -> dict[st
     return connect_all(hosts, forks=forks, tofu=tofu)
 
 
-def run_fleet_init(params: dict[str, Any], limit: list[str] | None = None) -> None:
+def run_fleet_init(params: dict[str, Any], limit: list[str] | None = None, *, only: str | None = None) -> None:
+    """only: a phase path (`kernel`, `binaries/kubectl`): run that phase alone (`init phase NAME -i`)."""
     inv = load_inventory(params["inventory"])
     first_cp = inv.control_planes()[0]
     flags = dict(params)
@@ -74,6 +75,12 @@ def run_fleet_init(params: dict[str, Any], limit: list[str] | None = None) -> No
     known = set(fleet_phase_paths(phases))
     requested = [s for s in (params.get("skip_phases") or "").split(",") if s.strip()]
     skip = set()
+    if only is not None:
+        if only not in known:
+            raise UsageError(f"unknown phase {only!r}", hint="valid: " + ", ".join(sorted(known)))
+        phases = [fp for fp in phases if only == fp.phase.name or only.startswith(fp.phase.name + "/")]
+        siblings = [p for fp in phases for p, _ in fp.phase.walk()]
+        skip |= {p for p in siblings if p != only and not p.startswith(only + "/") and not only.startswith(p + "/")}
     for name in [*requested, *cluster.skip_phases, *skip_from_inv]:
         name = name.strip().removesuffix("/all")
         if name not in known:

@@ -8,7 +8,9 @@ from typing import Any
 import click
 
 from bootstrap.commands.common import emit, output_option, rootfs_option
+from bootstrap.errors import UsageError
 from bootstrap.phases.base import Phase
+from bootstrap.phases.node import BINARIES, CONTAINER_RUNTIME, KERNEL
 from bootstrap.phases.table import check_skip_list, init_phases
 from bootstrap.spec.load import build_spec
 from bootstrap.spec.model import EncryptionAlgorithm
@@ -16,6 +18,9 @@ from bootstrap.transport.local import LocalTarget
 from bootstrap.workflow.context import RunContext
 from bootstrap.workflow.report import HostReport, PhaseResult, Status
 from bootstrap.workflow.runner import NOT_IMPLEMENTED, run_phases
+
+# Fleet-only phases: preparing a node (kernel, runtime, binaries) is not part of kubeadm's init.
+NODE_PREP_PHASES = (KERNEL, CONTAINER_RUNTIME, BINARIES)
 
 _SPEC_OPTIONS: list[Callable[[Any], Any]] = [
     click.option(
@@ -175,29 +180,40 @@ def phase_group() -> None:
     pass
 
 
-def _leaf(phase: Phase, prefix: str, name: str | None = None, runs_group: bool = False) -> click.Command:
-    @click.command(name or phase.name, help=phase.help)
+def _leaf(phase: Phase, prefix: str, name: str | None = None, *, fleet_only: bool = False) -> click.Command:
+    path = f"{prefix}/{phase.name}" if prefix else phase.name
+
+    @click.command(name or phase.name, help=phase.help + (" (fleet runs: needs -i)" if fleet_only else ""))
     @spec_options
+    @fleet_options
     def command(**params: Any) -> None:
-        run_init(params, (phase,), set(), prefix=prefix)
+        if params.get("inventory"):
+            from bootstrap.commands.fleet import run_fleet_init
+
+            run_fleet_init(params, only=path)
+        elif fleet_only:
+            raise UsageError(f"phase {path} prepares fleet nodes over SSH", hint="pass -i INVENTORY")
+        else:
+            run_init(params, (phase,), set(), prefix=prefix)
 
     return command
 
 
 def _add_phase_commands() -> None:
-    for top in init_phases():
+    for top in (*NODE_PREP_PHASES, *init_phases()):
+        fleet_only = top in NODE_PREP_PHASES
         if top.needs_api_server:
             continue
         if not top.children:
-            phase_group.add_command(_leaf(top, ""))
+            phase_group.add_command(_leaf(top, "", fleet_only=fleet_only))
             continue
         sub = click.Group(top.name, help=top.help)
         phase_group.add_command(sub)
         if len(top.children) > 1:
-            sub.add_command(_leaf(top, "", name="all"))
+            sub.add_command(_leaf(top, "", name="all", fleet_only=fleet_only))
             sub.commands["all"].help = f"{top.help}: all of them"
         for child in top.children:
-            sub.add_command(_leaf(child, top.name))
+            sub.add_command(_leaf(child, top.name, fleet_only=fleet_only))
 
 
 _add_phase_commands()

@@ -57,8 +57,8 @@ def _live_or_skip(ctx: RunContext, what: str) -> bool:
 
 # ---- kernel ------------------------------------------------------------------------------------
 def run_kernel(ctx: RunContext) -> None:
-    changed = ctx.ensure_file(MODULES_FILE, modules_conf(), 0o644)
-    changed |= ctx.ensure_file(SYSCTL_FILE, sysctl_conf(ctx.spec), 0o644)
+    written = ctx.ensure_files([(MODULES_FILE, modules_conf(), 0o644), (SYSCTL_FILE, sysctl_conf(ctx.spec), 0o644)])
+    changed = any(written.values())
     if not _live_or_skip(ctx, "apply sysctls, load modules, swap off"):
         return
     checks = "\n".join(
@@ -143,8 +143,10 @@ def run_container_runtime(ctx: RunContext) -> None:
     if ctx.target.live and not ctx.dry_run:
         v = ctx.target.run("containerd --version 2>/dev/null | grep -oE ' v?[0-9]+\\.' | head -1 | tr -dc 0-9")
         major = int(v.stdout.strip() or 1)
-    changed = ctx.ensure_file(CONTAINERD_CONFIG, containerd_config(ctx.spec, major), 0o644)
-    ctx.ensure_file(CRICTL_CONFIG, crictl_yaml(), 0o644)
+    written = ctx.ensure_files(
+        [(CONTAINERD_CONFIG, containerd_config(ctx.spec, major), 0o644), (CRICTL_CONFIG, crictl_yaml(), 0o644)]
+    )
+    changed = written[CONTAINERD_CONFIG]
     if not _live_or_skip(ctx, "start containerd"):
         return
     restart = "systemctl restart containerd && echo 'CHANGED restarted containerd'" if changed else ":"

@@ -43,6 +43,31 @@ class RunContext:
         self.record(path, Status.CREATED if current is None else Status.UPDATED, detail)
         return True
 
+    def ensure_files(self, files: list[tuple[str, bytes, int]], *, detail: str = "") -> dict[str, bool]:
+        """ensure_file for many files at once. On a transport that batches (SSH), this costs two
+        round trips however many files there are: one read, one write of what differs."""
+        read_many = getattr(self.target, "read_many", None)
+        write_many = getattr(self.target, "write_many", None)
+        if read_many is None or write_many is None:
+            return {path: self.ensure_file(path, data, mode, detail=detail) for path, data, mode in files}
+        current = read_many([p for p, _, _ in files])
+        changed: dict[str, bool] = {}
+        to_write = []
+        for path, data, mode in files:
+            state = current.get(path)
+            if state is not None and state.content == data and state.mode == mode:
+                self.record(path, Status.UNCHANGED, detail)
+                changed[path] = False
+                continue
+            to_write.append((path, data, mode, None))
+            status = Status.CREATED if state is None else Status.UPDATED
+            self.record(path, status, detail if state is None or state.content != data else
+                        f"mode {state.mode:04o} -> {mode:04o}")
+            changed[path] = True
+        if to_write and not self.dry_run:
+            write_many(to_write)
+        return changed
+
     def ensure_dir(self, path: str, mode: int) -> None:
         """Directories are not reported unless their mode is wrong; files carry the news."""
         if self.dry_run:
