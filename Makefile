@@ -4,7 +4,7 @@ PYTHON ?= python3
 DEB_PACKAGES := debootstrap systemd-container dnsmasq-base nftables iproute2 etcd-server etcd-client openssl
 DEMO_ROOTFS ?= ./demo-rootfs
 
-.PHONY: all install deps lint test test-unit test-lab demo bench clean
+.PHONY: all install deps lint test test-unit demo demo-rootfs bench clean
 
 all: test
 
@@ -32,12 +32,22 @@ test: install lint
 test-unit:
 	$(PYTHON) -m pytest -q tests/unit
 
+# The main job: a lab of 3 control planes + 1 worker, an offline bundle, `kbootstrap init -i` on it,
+# then the same command again (nothing to do). The lab stays up: `kbootstrap lab down --name demo`.
 demo: install
+	kbootstrap lab up --name demo --control-planes 3 --workers 1
+	kbootstrap bundle create
+	kbootstrap init -i inventories/demo/hosts.yaml
+	kbootstrap init -i inventories/demo/hosts.yaml
+	@echo "the lab is still up: kbootstrap lab status --name demo; take it down with: kbootstrap lab down --name demo"
+
+# A single-node render, no root needed: everything kubeadm init writes, under $(DEMO_ROOTFS).
+demo-rootfs: install
 	rm -rf $(DEMO_ROOTFS)
 	kbootstrap init --rootfs $(DEMO_ROOTFS) \
 	  --control-plane-endpoint cp.demo.internal:6443 \
 	  --apiserver-advertise-address 192.0.2.10 --node-name demo-cp1 \
-	  --pod-network-cidr 10.244.0.0/16 --skip-phases preflight
+	  --pod-network-cidr 10.244.0.0/16
 	kbootstrap certs check-expiration --rootfs $(DEMO_ROOTFS)
 
 bench: install

@@ -1,0 +1,88 @@
+"""Run every benchmark in one go on this machine and write BENCHMARKS.md.
+
+    python bench/run_all.py [--quick]
+
+Each benchmark prints a markdown table; this collects them, with the machine's description and
+the date, so every figure in BENCHMARKS.md comes from the same run. Needs root (labs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+BENCHES = [
+    (
+        "PKI: `init phase certs all` vs `openssl genpkey` (issue 2)",
+        ["certs.py", "--reps", "9"],
+        ["certs.py", "--reps", "3"],
+    ),
+    ("Lab boot (issue 3)", ["lab_boot.py", "--sizes", "3,50"], ["lab_boot.py", "--sizes", "3"]),
+    (
+        "SSH fan-out: paramiko in one process vs one OpenSSH process per host",
+        ["ssh_fanout.py", "--rounds", "3"],
+        ["ssh_fanout.py", "--rounds", "1"],
+    ),
+    (
+        "Fleet: `kbootstrap init -i` (issue 4)",
+        ["fleet.py", "--rounds", "3", "--large", "100"],
+        ["fleet.py", "--rounds", "1", "--large", "0"],
+    ),
+]
+EXTRA = sorted(
+    p.name
+    for p in HERE.glob("*.py")
+    if p.name not in {"run_all.py", "certs.py", "lab_boot.py", "ssh_fanout.py", "fleet.py"}
+)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions and smaller labs")
+    ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    args = ap.parse_args()
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    parts = [
+        "# Benchmarks",
+        "",
+        f"Measured in one run by `python bench/run_all.py` on {time.strftime('%Y-%m-%d')}: {os.cpu_count()} cores "
+        f"({cpu}), {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, "
+        f"kernel {platform.release()}, Python {platform.python_version()}.",
+        "",
+    ]
+    for title, full, quick in BENCHES + [(f"{name}", [name], [name]) for name in EXTRA]:
+        argv = quick if args.quick else full
+        print(f"== {title}", flush=True)
+        started = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, str(HERE / argv[0]), *argv[1:]], capture_output=True, text=True, cwd=ROOT
+        )
+        took = time.monotonic() - started
+        body = (
+            proc.stdout.strip()
+            if proc.returncode == 0
+            else f"FAILED (exit {proc.returncode}):\n\n```\n{(proc.stdout + proc.stderr)[-1500:]}\n```"
+        )
+        print(body, flush=True)
+        parts += [f"## {title}", "", f"`python bench/{' '.join(argv)}` ({took:.0f} s)", "", body, ""]
+    Path(args.out).write_text("\n".join(parts) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
