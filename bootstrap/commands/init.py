@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from bootstrap.commands.common import emit, output_option, rootfs_option
-from bootstrap.errors import UsageError
+from bootstrap.errors import PhaseError, UsageError
 from bootstrap.phases.base import Phase
 from bootstrap.phases.node import BINARIES, CONTAINER_RUNTIME, KERNEL
 from bootstrap.phases.table import check_skip_list, init_phases
@@ -105,7 +105,8 @@ def run_init(params: dict[str, Any], phases: tuple[Phase, ...], skip: set[str], 
         lambda: _summary(report, ctx.dry_run),
     )
     if report.failed:
-        raise SystemExit(1)
+        failed = next(p for p in report.phases if p.error)
+        raise PhaseError(f"phase {failed.name} failed on {report.host}: {failed.error}")
 
 
 _WORDS = {Status.CREATED: "created", Status.UPDATED: "updated"}

@@ -137,6 +137,24 @@ def test_second_run_changes_nothing_and_is_fast(cluster: dict[str, Any]) -> None
     print(f"first run {cluster['seconds']:.1f}s, rerun {elapsed:.1f}s")
 
 
+def test_lost_local_pki_is_read_back_from_the_first_control_plane(cluster: dict[str, Any], tmp_path: Path) -> None:
+    """The control machine's CA copy is not the source of truth once the cluster exists."""
+    fresh = tmp_path / "new-control-machine"
+    code, report = init_json(cluster["inventory"], fresh)
+    assert code == 0
+    assert {h["changed"] for h in report["hosts"].values()} == {0}
+    cp1 = cps(cluster["lab"])[0]
+    _, remote_ca, _ = sh(cluster["lab"], cp1, f"cat {PKI}/ca.crt")
+    assert (fresh / "etc/kubernetes/pki/ca.crt").read_text() == remote_ca
+    # A different CA on the control machine is refused, never pushed over the cluster's.
+    other = tmp_path / "other"
+    (other / "etc/kubernetes/pki").mkdir(parents=True)
+    (other / "etc/kubernetes/pki/ca.crt").write_text((Path(__file__).parent.parent / "golden").as_posix())
+    proc = kbootstrap("init", "-i", str(cluster["inventory"]), "--pki-dir", str(other))
+    assert proc.returncode != 0
+    assert "differs from the one on" in proc.stderr + proc.stdout
+
+
 def test_dry_run_lists_actions_and_changes_nothing(cluster: dict[str, Any]) -> None:
     lab = cluster["lab"]
     cp = cps(lab)[0]
