@@ -32,7 +32,7 @@ def run(*args: str) -> tuple[int, str, str]:
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, args: list[str], message: str) -> None:
     root = tmp_path / "root"
-    code, out, err = run("init", "--rootfs", str(root), *BASE, *args)
+    code, _, err = run("init", "--rootfs", str(root), *BASE, *args)
     assert code == 2
     assert message in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
