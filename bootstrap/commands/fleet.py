@@ -18,6 +18,7 @@ from bootstrap.errors import UsageError
 from bootstrap.spec.inventory import Inventory, load_inventory
 from bootstrap.spec.load import build_spec
 from bootstrap.transport.base import Target
+from bootstrap.transport.cache import ReadAheadTarget
 from bootstrap.workflow.cluster import (
     SharedPKI,
     bundle_for,
@@ -104,10 +105,10 @@ def run_fleet_init(params: dict[str, Any], limit: list[str] | None = None, *, on
                 reports[n].error = c.one_line() if hasattr(c, "one_line") else str(c)
                 progress.host_failed(n, reports[n].error or "")
                 continue
-            targets[n] = c
+            targets[n] = ReadAheadTarget(c)
             host = inv.host(n)
             contexts[n] = RunContext(
-                node_spec(cluster, host, members), c, dry_run=dry_run, bundle=bundle, roles=host.roles
+                node_spec(cluster, host, members), targets[n], dry_run=dry_run, bundle=bundle, roles=host.roles
             )
         run = FleetRun(
             {n: inv.host(n) for n in names},
@@ -138,8 +139,14 @@ def run_fleet_init(params: dict[str, Any], limit: list[str] | None = None, *, on
         raise SystemExit(1)
 
 
-def summary(reports: dict[str, HostReport], skipped: dict[str, str], dry_run: bool, elapsed: float) -> str:
-    table = Table(title="kbootstrap init" + (" (dry run)" if dry_run else ""), show_lines=False)
+def summary(
+    reports: dict[str, HostReport],
+    skipped: dict[str, str],
+    dry_run: bool,
+    elapsed: float,
+    title: str = "kbootstrap init",
+) -> str:
+    table = Table(title=title + (" (dry run)" if dry_run else ""), show_lines=False)
     for col in ("host", "changed", "unchanged", "failed", "seconds", "error"):
         table.add_column(col)
     for name, r in reports.items():

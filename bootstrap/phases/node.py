@@ -30,7 +30,8 @@ from bootstrap.workflow.report import Status
 DEB_CACHE = "/var/cache/kbootstrap/debs"
 RUNTIME_PACKAGES = ("containerd", "runc", "conntrack", "socat", "ethtool", "ebtables", "iptables")
 CNI_PACKAGE = "containernetworking-plugins"
-BIN_DIR = "/usr/bin"  # where the kubelet unit shipped with the deb packages expects kubelet
+BIN_DIR = "/usr/bin"
+STAMP_DIR = "/var/lib/kbootstrap/checksums"  # where the kubelet unit shipped with the deb packages expects kubelet
 
 
 def run_script(ctx: RunContext, script: str, what: str) -> CommandResult:
@@ -184,18 +185,36 @@ def _binary_phase(name: str) -> Phase:
         assert ctx.bundle is not None
         want = ctx.bundle.sha256(f"bin/{name}")
         path = f"{BIN_DIR}/{name}"
-        have = ctx.target.run(f"sha256sum {path} 2>/dev/null | cut -d' ' -f1 || true").stdout.strip()
+        stamp = f"{STAMP_DIR}/{name}"
+        # Hashing a 60 MB binary on every run costs more than the rest of a rerun: a stamp records
+        # the checksum with the file's size, mtime and inode, and the hash is recomputed whenever
+        # any of them changed.
+        have = ctx.target.run(f"""
+id=$(stat -c '%s %Y %i' {path} 2>/dev/null) || exit 0
+if [ "$(cat {stamp} 2>/dev/null)" = "{want} $id" ]; then echo {want}; else sha256sum {path} | cut -d' ' -f1; fi
+""").stdout.strip()
         if have == want:
             ctx.record(path, Status.UNCHANGED)
+            _write_stamp(ctx, path, stamp, want)
             return
         if not ctx.dry_run:
             ctx.target.write(path, src.read_bytes(), 0o755)
             got = ctx.target.run(f"sha256sum {path} | cut -d' ' -f1").stdout.strip()
             if got != want:
                 raise PhaseError(f"{name}: checksum mismatch after copy to {ctx.target.name}:{path}")
+            _write_stamp(ctx, path, stamp, want)
         ctx.record(path, Status.CREATED if not have else Status.UPDATED, f"sha256 {want[:12]}")
 
     return Phase(name, f"Install {name} (checksum verified)", run)
+
+
+def _write_stamp(ctx: RunContext, path: str, stamp: str, sha256: str) -> None:
+    if ctx.dry_run:
+        return
+    ctx.target.run(
+        f"mkdir -p {STAMP_DIR}; s=\"{sha256} $(stat -c '%s %Y %i' {path})\"; "
+        f'[ "$(cat {stamp} 2>/dev/null)" = "$s" ] || printf "%s" "$s" > {stamp}'
+    )
 
 
 def run_cni(ctx: RunContext) -> None:

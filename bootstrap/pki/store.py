@@ -79,7 +79,8 @@ def parse_cert(data: bytes, where: str) -> x509.Certificate:
 
 def parse_key(data: bytes, where: str, *, check: bool = True) -> PrivateKey:
     """check=False skips OpenSSL's RSA consistency check (~30 ms a key). Fine for a key we only
-    compare with its certificate's public key; keys that sign (CAs, sa) keep the check."""
+    compare with its certificate's public key, and for CA keys, whose every signature issue()
+    verifies against the CA certificate."""
     try:
         key = serialization.load_pem_private_key(data, password=None, unsafe_skip_rsa_key_validation=not check)
     except (ValueError, TypeError):
@@ -164,7 +165,7 @@ def load_ca(read: Callable[[str], bytes | None], cdef: CertDef, cert_dir: str) -
                        hint="put the CA certificate there, not a leaf")
     if key_data is None:
         return CertAndKey(cert, None)
-    key = parse_key(key_data, key_path)
+    key = parse_key(key_data, key_path, check=False)  # issue() verifies every signature it makes
     if not key_matches(key, cert):
         raise PKIError(f"{key_path} does not match {crt_path}", hint="restore the CA's own key")
     return CertAndKey(cert, key)

@@ -15,9 +15,11 @@ from bootstrap.errors import PKIError
 from bootstrap.phases import control_plane, etcd, kubeconfig, kubelet, node
 from bootstrap.phases.base import Phase
 from bootstrap.phases.preflight import PHASE as PREFLIGHT
+from bootstrap.pki import catalog
 from bootstrap.pki.store import ensure_pki
+from bootstrap.render.kubeconfig import ALL_KUBECONFIGS
 from bootstrap.spec.inventory import Inventory, InventoryHost
-from bootstrap.spec.model import ClusterSpec, EtcdMember, EtcdMode, NodeRegistration
+from bootstrap.spec.model import KUBERNETES_DIR, ClusterSpec, EtcdMember, EtcdMode, NodeRegistration
 from bootstrap.transport.local import LocalTarget
 from bootstrap.workflow.context import RunContext
 from bootstrap.workflow.fleet import FleetPhase, FleetRun
@@ -101,22 +103,54 @@ def certs_phase(shared: SharedPKI) -> Phase:
 
     def run(ctx: RunContext) -> None:
         cert_dir = ctx.spec.cert_dir.rstrip("/")
+        prefetch(ctx, pki_paths(ctx.spec))
         if "kube_control_plane" in ctx.roles:
             files, certs = tuple(shared.files), None
         elif "etcd" in ctx.roles:
             files, certs = ETCD_ONLY_FILES, list(ETCD_ONLY_CERTS)
         else:
             files, certs = ("ca.crt",), []
-        for rel in files:
-            if rel not in shared.files:
-                continue
-            mode = ctx.spec.hardening.cert_file_mode if rel.endswith(".crt") else 0o600
-            ctx.ensure_dir(str(Path(f"{cert_dir}/{rel}").parent), 0o755)
-            ctx.ensure_file(f"{cert_dir}/{rel}", shared.files[rel], mode, detail=f"shared CA material, {shared.source}")
+        ctx.ensure_files(
+            [
+                (
+                    f"{cert_dir}/{rel}",
+                    shared.files[rel],
+                    ctx.spec.hardening.cert_file_mode if rel.endswith(".crt") else 0o600,
+                )
+                for rel in files
+                if rel in shared.files
+            ],
+            detail=f"shared CA material, {shared.source}",
+        )
         if certs != []:
             ensure_pki(ctx, certs)
 
     return Phase("certs", "Distribute the shared CAs (only ca.crt to workers) and issue each node's certificates", run)
+
+
+def pki_paths(spec: ClusterSpec) -> list[str]:
+    """Every PKI file and kubeconfig a control plane may hold: what the certs and kubeconfig
+    phases read, fetched in one round trip."""
+    cert_dir = spec.cert_dir.rstrip("/")
+    paths = [p for c in catalog.ALL_CERTS for p in (c.cert_path(cert_dir), c.key_path(cert_dir))]
+    paths += [f"{cert_dir}/sa.key", f"{cert_dir}/sa.pub"]
+    paths += [f"{KUBERNETES_DIR}/{k.file}" for k in ALL_KUBECONFIGS]
+    return paths
+
+
+def prefetch(ctx: RunContext, paths: list[str]) -> None:
+    fetch = getattr(ctx.target, "prefetch", None)
+    if fetch is not None:
+        fetch(paths)
+
+
+def kubeconfig_phase() -> Phase:
+    def run(ctx: RunContext) -> None:
+        prefetch(ctx, pki_paths(ctx.spec))
+        assert kubeconfig.PHASE.run is not None
+        kubeconfig.PHASE.run(ctx)
+
+    return Phase(kubeconfig.PHASE.name, kubeconfig.PHASE.help, run)
 
 
 def wait_etcd_healthy(run: FleetRun, names: list[str], cluster: ClusterSpec) -> None:
@@ -164,7 +198,7 @@ def fleet_phases(cluster: ClusterSpec, shared: SharedPKI, first_cp: str, dry_run
             certs_phase(shared),
             before=lambda run: prepare_shared_pki(run, cluster, shared, first_cp, dry_run),
         ),
-        FleetPhase(kubeconfig.PHASE, applies_to=cp),
+        FleetPhase(kubeconfig_phase(), applies_to=cp),
         FleetPhase(etcd.PHASE, applies_to=etcd_member, after=lambda run, names: wait_etcd_healthy(run, names, cluster)),
         FleetPhase(control_plane.PHASE, applies_to=cp),
         FleetPhase(kubelet.PHASE),
