@@ -21,9 +21,12 @@ def _register() -> None:
     from bootstrap.commands.bundle import bundle
     from bootstrap.commands.certs import certs
     from bootstrap.commands.init import init
+    from bootstrap.commands.join import join
+    from bootstrap.commands.reset import remove_node, reset
+    from bootstrap.commands.token import token
     from bootstrap.lab.cli import lab
 
-    for command in (init, certs, bundle, lab):
+    for command in (init, join, reset, remove_node, token, certs, bundle, lab):
         main.add_command(command)
 
 

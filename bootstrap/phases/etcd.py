@@ -3,10 +3,12 @@ exactly the same flags, Kubespray style. External etcd: nothing to do on the nod
 
 from __future__ import annotations
 
+import re
+
 from bootstrap.errors import PhaseError
 from bootstrap.phases.base import Phase
 from bootstrap.render import manifests as m
-from bootstrap.spec.model import MANIFESTS_DIR, EtcdMode
+from bootstrap.spec.model import MANIFESTS_DIR, ClusterSpec, EtcdMember, EtcdMode
 from bootstrap.workflow.context import RunContext
 from bootstrap.workflow.report import Status
 
@@ -34,8 +36,34 @@ def _installed_etcd_version(ctx: RunContext) -> str | None:
     return out or None
 
 
+def _bootstrapped_membership(ctx: RunContext) -> ClusterSpec:
+    """etcd reads --initial-cluster* only when it bootstraps a member. Once this node's member
+    exists, keep the flags its unit was born with: re-rendering them from a grown inventory would
+    change every member's unit and restart them all at once (a quorum loss for nothing)."""
+    spec = ctx.spec
+    current = ctx.target.read(m.ETCD_SYSTEMD_UNIT_PATH)
+    if current is None or spec.etcd_local is None or not ctx.target.live:
+        return spec
+    if not ctx.target.run(f"test -d {spec.etcd_local.data_dir}/member").ok:
+        return spec
+    text = current.content.decode(errors="replace")
+    members = re.search(r"--initial-cluster=(\S+)", text)
+    state = re.search(r"--initial-cluster-state=(\S+)", text)
+    if members is None:
+        return spec
+    parsed = []
+    for item in members[1].split(","):
+        name, _, url = item.partition("=")
+        parsed.append(EtcdMember(name=name, peer_url=url))
+    return spec.model_copy(update={
+        "etcd_members": tuple(parsed),
+        "etcd_initial_cluster_state": state[1] if state else "new",
+    })
+
+
 def _run_host_unit(ctx: RunContext) -> None:
-    unit = m.etcd_systemd_unit(ctx.spec, binary_version=_installed_etcd_version(ctx)).encode()
+    spec = _bootstrapped_membership(ctx)
+    unit = m.etcd_systemd_unit(spec, binary_version=_installed_etcd_version(ctx)).encode()
     changed = ctx.ensure_file(m.ETCD_SYSTEMD_UNIT_PATH, unit, ETCD_UNIT_MODE)
     if ctx.dry_run:
         ctx.skip("start etcd", "dry-run: nothing is started")

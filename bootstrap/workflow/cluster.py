@@ -17,7 +17,7 @@ from bootstrap.phases.base import Phase
 from bootstrap.phases.preflight import PHASE as PREFLIGHT
 from bootstrap.pki import catalog
 from bootstrap.pki.store import ensure_pki
-from bootstrap.render.kubeconfig import ALL_KUBECONFIGS
+from bootstrap.render.kubeconfig import ALL_KUBECONFIGS, ensure_kubeconfigs
 from bootstrap.spec.inventory import Inventory, InventoryHost
 from bootstrap.spec.model import KUBERNETES_DIR, ClusterSpec, EtcdMember, EtcdMode, NodeRegistration
 from bootstrap.transport.local import LocalTarget
@@ -144,11 +144,16 @@ def prefetch(ctx: RunContext, paths: list[str]) -> None:
         fetch(paths)
 
 
-def kubeconfig_phase() -> Phase:
+def kubeconfig_phase(first_cp: str) -> Phase:
+    """As kubeadm: super-admin.conf (system:masters) exists only on the control plane where the
+    cluster was initialised; the others get what `kubeadm join --control-plane` writes."""
+
     def run(ctx: RunContext) -> None:
         prefetch(ctx, pki_paths(ctx.spec))
-        assert kubeconfig.PHASE.run is not None
-        kubeconfig.PHASE.run(ctx)
+        names = [k.name for k in ALL_KUBECONFIGS]
+        if ctx.spec.node.name != first_cp:
+            names.remove("super-admin")
+        ensure_kubeconfigs(ctx, names)
 
     return Phase(kubeconfig.PHASE.name, kubeconfig.PHASE.help, run)
 
@@ -198,7 +203,7 @@ def fleet_phases(cluster: ClusterSpec, shared: SharedPKI, first_cp: str, dry_run
             certs_phase(shared),
             before=lambda run: prepare_shared_pki(run, cluster, shared, first_cp, dry_run),
         ),
-        FleetPhase(kubeconfig_phase(), applies_to=cp),
+        FleetPhase(kubeconfig_phase(first_cp), applies_to=cp),
         FleetPhase(etcd.PHASE, applies_to=etcd_member, after=lambda run, names: wait_etcd_healthy(run, names, cluster)),
         FleetPhase(control_plane.PHASE, applies_to=cp),
         FleetPhase(kubelet.PHASE),

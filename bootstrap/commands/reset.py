@@ -1,0 +1,90 @@
+"""`kbootstrap reset` (this node, kubeadm reset) and `kbootstrap remove-node` (a fleet host)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from bootstrap.commands.common import emit, output_option, rootfs_option
+from bootstrap.commands.init import fleet_options
+from bootstrap.errors import UsageError
+from bootstrap.join.reset import NOT_CLEANED, reset_phases
+from bootstrap.spec.model import DEFAULT_CERT_DIR
+from bootstrap.transport.local import LocalTarget
+from bootstrap.workflow.report import HostReport, Status
+from bootstrap.workflow.runner import run_phases
+
+WARNING = "[reset] WARNING: Changes made to this host by 'kubeadm init' or 'kubeadm join' will be reverted."
+
+
+def reset_text(report: HostReport, dry_run: bool) -> str:
+    lines = []
+    for p in report.phases:
+        for c in p.changes:
+            if c.status == Status.UPDATED:
+                lines.append(
+                    f"[reset] {c.detail}: {c.item}"
+                    if c.detail in ("removed", "would be removed")
+                    else f"[reset] {c.item}: {c.detail}"
+                )
+            elif c.status in (Status.SKIPPED, Status.WARNING, Status.FAILED):
+                lines.append(f"[reset] {c.status.value}: {c.item}: {c.detail}")
+        if p.error:
+            lines.append(f"[reset] FAILED in {p.name}: {p.error}")
+    if not report.failed:
+        lines.append(("[reset] dry run: nothing was removed" if dry_run else "[reset] done") + "\n")
+        lines.extend(NOT_CLEANED)
+    return "\n".join(lines)
+
+
+@click.command(
+    "reset",
+    help="Performs a best effort revert of changes made to this host by 'kbootstrap init' or 'kbootstrap join'.",
+)
+@click.option("-f", "--force", is_flag=True, help="Reset the node without prompting for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Print what would be removed; remove nothing.")
+@click.option("--cleanup-tmp-dir", is_flag=True, help="Cleanup the /etc/kubernetes/tmp directory.")
+@click.option(
+    "--cert-dir",
+    default=DEFAULT_CERT_DIR,
+    show_default=True,
+    help="The path to the directory where the certificates are stored.",
+)
+@rootfs_option
+@output_option
+def reset(force: bool, dry_run: bool, cleanup_tmp_dir: bool, cert_dir: str, rootfs: str | None, output: str) -> None:
+    if not force and not dry_run:
+        click.echo(WARNING, err=True)
+        if not click.confirm("[reset] Are you sure you want to proceed?", default=False, err=True):
+            raise UsageError("aborted reset operation")
+    target = LocalTarget(rootfs or "/", name="localhost")
+    from bootstrap.spec.load import build_spec
+
+    spec = build_spec({"apiserver_advertise_address": "127.0.0.1", "node_name": "localhost", "cert_dir": cert_dir})
+    from bootstrap.workflow.context import RunContext
+
+    ctx = RunContext(spec, target, dry_run=dry_run)
+    report = run_phases(ctx, reset_phases(cert_dir, cleanup_tmp_dir=cleanup_tmp_dir), set())
+    emit(output, {"hosts": {report.host: report.to_json()}, "dry_run": dry_run}, lambda: reset_text(report, dry_run))
+    if report.failed:
+        raise SystemExit(1)
+
+
+@click.command(
+    "remove-node",
+    help="Remove a host from an inventory's cluster: its etcd member (through a "
+    "surviving member) and everything init/join wrote on it.",
+)
+@click.option("--node", required=True, help="The inventory host to remove.")
+@click.option(
+    "--force", is_flag=True, help="The node is dead: remove its etcd member through the survivors and never contact it."
+)
+@fleet_options
+@output_option
+def remove_node(**params: Any) -> None:
+    if not params.get("inventory"):
+        raise UsageError("remove-node needs -i INVENTORY", hint="on the node itself, use `kbootstrap reset`")
+    from bootstrap.workflow.scale import run_remove_node
+
+    run_remove_node(params)
