@@ -1,0 +1,249 @@
+"""Phase `loadbalancer`: the HA API endpoint on each node, by endpoint mode and the node's roles.
+
+| mode                  | control planes                                   | workers                          |
+|-----------------------|--------------------------------------------------|----------------------------------|
+| external              | check the LB answers (warn, never fail)          | same                             |
+| vip, keepalived       | HAProxy *:PORT + keepalived (VRRP) holding the VIP | nothing (they dial the VIP)    |
+| vip, kube-vip         | kube-vip static pod manifest                     | nothing                          |
+| localhost             | nothing (their own API server)                   | HAProxy 127.0.0.1:PORT           |
+
+Configs are validated by the tools themselves ON THE NODE (`haproxy -c`, `keepalived -t`) from a
+staged copy, then renamed into place, so a bad render never replaces a working config. Services
+are (re)loaded only when a config changed: a second run changes nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shlex
+
+from bootstrap.artifacts.bundle import LB_PACKAGES
+from bootstrap.errors import PhaseError
+from bootstrap.phases.base import Phase
+from bootstrap.phases.node import install_packages, run_script
+from bootstrap.render import loadbalancer as lb
+from bootstrap.spec.endpoint import EndpointMode, EndpointSpec, VipProvider
+from bootstrap.spec.inventory import CONTROL_PLANE, InventoryHost
+from bootstrap.spec.model import KUBERNETES_DIR, MANIFESTS_DIR
+from bootstrap.workflow.context import RunContext
+from bootstrap.workflow.fleet import FleetPhase, FleetRun
+from bootstrap.workflow.report import Change, Status
+
+HELP = "Set up the HA API endpoint: HAProxy + keepalived VIP, kube-vip, or a localhost HAProxy on workers"
+STAGED = ".kbootstrap-new"
+
+
+def endpoint_of(ctx: RunContext) -> EndpointSpec | None:
+    """The endpoint from the spec, once ClusterSpec carries one (field `api_endpoint`)."""
+    ep = getattr(ctx.spec, "api_endpoint", None)
+    return ep if isinstance(ep, EndpointSpec) else None
+
+
+def loadbalancer_phase(endpoint: EndpointSpec | None) -> Phase:
+    def run(ctx: RunContext) -> None:
+        run_loadbalancer(ctx, endpoint if endpoint is not None else endpoint_of(ctx))
+
+    return Phase("loadbalancer", HELP, run)
+
+
+def run_loadbalancer(ctx: RunContext, ep: EndpointSpec | None) -> None:
+    if ep is None:
+        ctx.skip("API endpoint", "no endpoint mode set: a single API server, no load balancer")
+        return
+    is_cp = CONTROL_PLANE in ctx.roles
+    if ep.mode == EndpointMode.EXTERNAL:
+        _check_external(ctx, ep)
+    elif ep.mode == EndpointMode.LOCALHOST:
+        if is_cp:
+            ctx.skip("localhost load balancer", "control planes use their own API server")
+            return
+        _install(ctx, ("haproxy",), "installing HAProxy")
+        changed = _install_config(ctx, lb.HAPROXY_CONFIG, lb.haproxy_cfg(ep, "worker").encode(), 0o644,
+                                  "haproxy -c -q -f {}", "HAProxy")
+        _service(ctx, "haproxy", changed)
+    elif not is_cp:
+        ctx.skip("virtual IP", f"workers dial the VIP {ep.address}:{ep.port}")
+    elif ep.provider == VipProvider.KUBE_VIP:
+        _kube_vip(ctx, ep)
+    else:
+        _keepalived(ctx, ep)
+
+
+# ---- vip: keepalived + HAProxy ------------------------------------------------------------------
+def _keepalived(ctx: RunContext, ep: EndpointSpec) -> None:
+    self_ip = ctx.spec.advertise_address
+    if ep.backend_for(self_ip) is None:
+        raise PhaseError(f"{ctx.target.name} ({self_ip}) is not among the endpoint's control planes",
+                         hint="the VIP's peers come from kube_control_plane in the inventory")
+    _install(ctx, LB_PACKAGES, "installing HAProxy and keepalived")
+    interface = _interface(ctx, ep)
+    haproxy_changed = _install_config(ctx, lb.HAPROXY_CONFIG, lb.haproxy_cfg(ep, "control-plane").encode(), 0o644,
+                                      "haproxy -c -q -f {}", "HAProxy")
+    # The check script first: keepalived -t disables a track script it cannot find.
+    ctx.ensure_dir("/etc/keepalived", 0o755)
+    script_changed = ctx.ensure_file(lb.CHECK_SCRIPT, lb.check_script(ep).encode(), 0o755)
+    conf = lb.keepalived_conf(ep, self_ip, ctx.spec.node.name, interface).encode()
+    conf_changed = _install_config(ctx, lb.KEEPALIVED_CONFIG, conf, 0o644, "keepalived -t -f {}", "keepalived")
+    # HAProxy first: keepalived's check goes through it.
+    _service(ctx, "haproxy", haproxy_changed)
+    _service(ctx, "keepalived", conf_changed or script_changed)
+
+
+def _interface(ctx: RunContext, ep: EndpointSpec) -> str:
+    """The NIC for the VIP: the configured one, else the one holding this node's own address."""
+    self_ip = ctx.spec.advertise_address
+    if not ctx.target.live:
+        if not ep.interface:
+            ctx.warn("VIP interface", "guessed eth0 under --rootfs: set kbootstrap_vip_interface")
+        return ep.interface or "eth0"
+    result = ctx.target.run("ip -o addr show")
+    found: dict[str, list[str]] = {}
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and parts[2] in ("inet", "inet6"):
+            found.setdefault(parts[1].split("@")[0], []).append(parts[3])
+    if ep.interface:
+        if ep.interface not in found:
+            raise PhaseError(f"interface {ep.interface} for the VIP does not exist on {ctx.target.name}",
+                             hint="set kbootstrap_vip_interface to one of " + ", ".join(sorted(found)))
+        iface = ep.interface
+    else:
+        iface = next((n for n, addrs in found.items() if any(a.split("/")[0] == self_ip for a in addrs)), "")
+        if not iface:
+            raise PhaseError(f"no interface on {ctx.target.name} holds its address {self_ip}",
+                             hint="set kbootstrap_vip_interface")
+    nets = [ipaddress.ip_interface(a).network for a in found.get(iface, [])]
+    vip = ipaddress.ip_address(ep.address)
+    if nets and not any(vip in n for n in nets if n.version == vip.version):
+        ctx.warn(f"VIP {ep.address}", f"not in the subnet of {iface} ({', '.join(map(str, nets))}): "
+                 "ARP will not reach clients on the segment")
+    return iface
+
+
+# ---- vip: kube-vip ------------------------------------------------------------------------------
+def _kube_vip(ctx: RunContext, ep: EndpointSpec) -> None:
+    interface = _interface(ctx, ep)
+    # Only the init node has super-admin.conf; kube-vip needs it there until admin.conf's group is bound.
+    super_admin = f"{KUBERNETES_DIR}/super-admin.conf"
+    kubeconfig = super_admin if ctx.target.read(super_admin) is not None else f"{KUBERNETES_DIR}/admin.conf"
+    ctx.ensure_dir(MANIFESTS_DIR, 0o755)
+    ctx.ensure_file(f"{MANIFESTS_DIR}/{lb.KUBE_VIP_MANIFEST}",
+                    lb.kube_vip_manifest(ep, interface, kubeconfig).encode(), 0o600,
+                    detail=f"VIP {ep.address} on {interface}")
+
+
+# ---- external -----------------------------------------------------------------------------------
+def _check_external(ctx: RunContext, ep: EndpointSpec) -> None:
+    what = f"load balancer {ep.address}:{ep.port}"
+    if not ctx.target.live:
+        ctx.skip(what, "not a live host (--rootfs)")
+        return
+    port = int(ep.port)
+    url = shlex.quote(f"https://{lb.host_port(ep.address, port)}{ep.health_path}")
+    probe = shlex.quote(f"</dev/tcp/{ep.address}/{port}")
+    # Read-only, so it also runs in dry-run. Before the API servers run the LB may well answer 503.
+    result = ctx.target.run(f"""
+if ! timeout 3 bash -c {probe} 2>/dev/null; then echo unreachable; exit 0; fi
+if command -v curl >/dev/null; then
+  curl -sk --max-time 3 -o /dev/null -w '%{{http_code}}\\n' {url} || echo tls-failed
+else echo tcp-ok; fi
+""", timeout=15)
+    verdict = (result.stdout.strip().splitlines() or ["unknown"])[-1]
+    if verdict == "200":
+        ctx.record(what, Status.UNCHANGED, f"answers, {ep.health_path} 200")
+    elif verdict == "tcp-ok":
+        ctx.record(what, Status.UNCHANGED, "accepts TCP connections (no curl for a /readyz check)")
+    elif verdict == "unreachable":
+        ctx.warn(what, f"not reachable from {ctx.target.name}: nodes will not reach the API servers through it")
+    else:
+        ctx.warn(what, f"reachable, but {ep.health_path} answered {verdict} (no ready API server behind it yet?)")
+
+
+# ---- packages, configs and services ---------------------------------------------------------------
+def _install(ctx: RunContext, packages: tuple[str, ...], what: str) -> None:
+    if not ctx.target.live:
+        ctx.skip(f"install {' '.join(packages)}", "not a live host (--rootfs)")
+        return
+    install_packages(ctx, packages, what)
+
+
+# ---- configs and services -----------------------------------------------------------------------
+def _install_config(ctx: RunContext, path: str, data: bytes, mode: int, validate: str, tool: str) -> bool:
+    """Put data at path if it differs, validated on the node by `validate` (with {} = the staged file)
+    before the atomic rename. Returns True if the file changed (or would, in dry-run)."""
+    current = ctx.target.read(path)
+    if current is not None and current.content == data and current.mode == mode:
+        ctx.record(path, Status.UNCHANGED)
+        return False
+    status = Status.CREATED if current is None else Status.UPDATED
+    if ctx.dry_run:
+        ctx.record(path, status, "dry run")
+        return True
+    if not ctx.target.live:
+        ctx.ensure_file(path, data, mode, detail=f"not validated: {tool} does not run under --rootfs")
+        return True
+    staged = path + STAGED
+    ctx.target.write(staged, data, mode)
+    q = shlex.quote
+    result = ctx.target.run(
+        f"if out=$({validate.format(q(staged))} 2>&1); then mv -f {q(staged)} {q(path)}; "
+        f"else rm -f {q(staged)}; printf '%s\\n' \"$out\" >&2; exit 1; fi"
+    )
+    if not result.ok:
+        lines = [ln for ln in result.stderr.splitlines() if ln.strip()] or ["no output"]
+        raise PhaseError(f"{tool} rejected the rendered {path} on {ctx.target.name}: {lines[-1].strip()}",
+                         hint=f"nothing was replaced; report this config bug with `{validate.format(path)}` output")
+    ctx.record(path, status, f"validated by {validate.split()[0]}")
+    return True
+
+
+def _service(ctx: RunContext, unit: str, changed: bool) -> None:
+    if ctx.dry_run:
+        if changed:
+            ctx.record(f"reload {unit}", Status.UPDATED, "dry run")
+        return
+    if not ctx.target.live:
+        ctx.skip(f"start {unit}", "not a live host (--rootfs)")
+        return
+    reload = f"systemctl reload-or-restart {unit} && echo 'CHANGED reloaded {unit}'" if changed else ":"
+    run_script(ctx, f"""
+if ! systemctl is-enabled -q {unit} 2>/dev/null; then systemctl enable -q {unit}; echo 'CHANGED enabled {unit}'; fi
+if systemctl is-active -q {unit}; then {reload}
+else systemctl start {unit} && echo 'CHANGED started {unit}'; fi
+""", f"starting {unit}")
+
+
+# ---- fleet --------------------------------------------------------------------------------------
+def loadbalancer_fleet_phase(endpoint: EndpointSpec | None) -> FleetPhase:
+    """The phase for the fleet list: between control-plane (static pods written) and kubelet-start,
+    so kube-vip's manifest is there when the kubelet starts and workers' proxies before their kubelet."""
+
+    def applies(h: InventoryHost) -> bool:
+        if endpoint is None or endpoint.mode == EndpointMode.EXTERNAL:
+            return True
+        if endpoint.mode == EndpointMode.LOCALHOST:
+            return not h.is_control_plane
+        return h.is_control_plane
+
+    def after(run: FleetRun, names: list[str]) -> None:
+        if endpoint is None or not endpoint.uses_haproxy_on_control_planes or not names:
+            return
+        holders = []
+        for n in names:
+            out = run.targets[n].run(f"ip -o addr show to {shlex.quote(endpoint.address)}").stdout
+            if out.strip():
+                holders.append(n)
+        first = run.reports[names[0]].phases[-1]
+        status = Status.UNCHANGED
+        if len(holders) > 1:  # split brain: VRRP between the control planes is blocked somewhere
+            status, detail = Status.WARNING, f"held by {len(holders)} nodes at once: {', '.join(holders)}"
+        elif holders:
+            detail = f"held by {holders[0]}"
+        else:
+            detail = "not held yet: keepalived waits for a ready API server behind HAProxy"
+        first.changes.append(Change(first.name, f"VIP {endpoint.address}", status, detail))
+
+    return FleetPhase(loadbalancer_phase(endpoint), applies_to=applies, after=after)
+
+
+PHASE = loadbalancer_phase(None)
