@@ -1,7 +1,8 @@
 # kbootstrap: `make demo` runs the main job, `make test` installs everything and runs every test.
 SHELL := /bin/bash
 PYTHON ?= python3
-DEB_PACKAGES := debootstrap systemd-container dnsmasq-base nftables iproute2 etcd-server etcd-client openssl
+DEB_PACKAGES := debootstrap systemd-container dnsmasq-base nftables iproute2 etcd-server etcd-client openssl \
+  haproxy keepalived
 DEMO_ROOTFS ?= ./demo-rootfs
 
 .PHONY: all install deps lint test test-unit demo demo-rootfs bench clean
@@ -15,8 +16,8 @@ deps:
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@# Debian's etcd-server starts a default etcd on install; tests start their own.
-	@systemctl disable --now etcd >/dev/null 2>&1 || true
+	@# Debian starts etcd, HAProxy and keepalived on install; tests start their own.
+	@systemctl disable --now etcd haproxy keepalived >/dev/null 2>&1 || true
 	@command -v kubectl >/dev/null || echo "warning: kubectl not found; kubeconfig tests will be skipped"
 
 install: deps

@@ -22,11 +22,15 @@ def _register() -> None:
     from bootstrap.commands.certs import certs
     from bootstrap.commands.init import init
     from bootstrap.commands.join import join
+    from bootstrap.commands.kubeconfig import kubeconfig
+    from bootstrap.commands.netcheck import netcheck
+    from bootstrap.commands.rbac import rbac
     from bootstrap.commands.reset import remove_node, reset
     from bootstrap.commands.token import token
+    from bootstrap.commands.validate import validate
     from bootstrap.lab.cli import lab
 
-    for command in (init, join, reset, remove_node, token, certs, bundle, lab):
+    for command in (init, join, reset, remove_node, token, certs, kubeconfig, rbac, netcheck, validate, bundle, lab):
         main.add_command(command)
 
 

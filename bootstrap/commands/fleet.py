@@ -16,13 +16,15 @@ from rich.table import Table
 from bootstrap.commands.common import emit
 from bootstrap.errors import UsageError
 from bootstrap.spec.inventory import Inventory, load_inventory
-from bootstrap.spec.load import build_spec
 from bootstrap.transport.base import Target
 from bootstrap.transport.cache import ReadAheadTarget
+from bootstrap.validate.fleet import VALIDATE_PHASES, validate_fleet
+from bootstrap.validate.zones import check_zones
 from bootstrap.workflow.cluster import (
     SharedPKI,
     bundle_for,
     etcd_members,
+    fleet_cluster_spec,
     fleet_phase_paths,
     fleet_phases,
     node_spec,
@@ -56,24 +58,15 @@ def run_fleet_init(params: dict[str, Any], limit: list[str] | None = None, *, on
     """only: a phase path (`kernel`, `binaries/kubectl`): run that phase alone (`init phase NAME -i`)."""
     inv = load_inventory(params["inventory"])
     first_cp = inv.control_planes()[0]
-    flags = dict(params)
-    flags.setdefault("apiserver_advertise_address", None)
-    for per_host in ("apiserver_advertise_address", "node_name"):
-        if flags.get(per_host):
-            raise UsageError(
-                f"--{per_host.replace('_', '-')} is per host", hint="set `ip` for each host in the inventory"
-            )
-    flags["apiserver_advertise_address"], flags["node_name"] = first_cp.ip, first_cp.name
-    if not flags.get("control_plane_endpoint") and "control_plane_endpoint" not in inv.cluster_values:
-        flags["control_plane_endpoint"] = f"{first_cp.ip}:{flags.get('apiserver_bind_port') or 6443}"
     skip_from_inv = inv.vars.get("kbootstrap_skip_phases") or []
-    cluster = build_spec(flags, params.get("config"), defaults=inv.cluster_values)
+    cluster = fleet_cluster_spec(params, inv)
+    zones = check_zones(inv.hosts)
     bundle = bundle_for(inv, params.get("bundle"))
     pki_dir = Path(params.get("pki_dir") or Path("pki") / inv.path.parent.name)
     shared = SharedPKI(pki_dir)
     dry_run = bool(params.get("dry_run"))
     phases = fleet_phases(cluster, shared, first_cp.name, dry_run)
-    known = set(fleet_phase_paths(phases))
+    known = set(fleet_phase_paths(phases)) | set(VALIDATE_PHASES)
     requested = [s for s in (params.get("skip_phases") or "").split(",") if s.strip()]
     skip = set()
     if only is not None:
@@ -120,22 +113,47 @@ def run_fleet_init(params: dict[str, Any], limit: list[str] | None = None, *, on
         )
         try:
             run.run(phases, skip)
+            provisioned = time.monotonic() - started
+            validation = None
+            if not dry_run and only is None and "validate" not in skip:
+                progress.note("validating: netcheck and node checks")
+                live = {n: t for n, t in targets.items() if not reports[n].failed}
+                validation = validate_fleet(
+                    inv,
+                    cluster,
+                    live,
+                    bundle=bundle,
+                    output=output,
+                    skip_phases=skip,
+                    unreachable={n: reports[n].error or "failed earlier in this run" for n in names if n not in live},
+                    forks=int(params.get("forks") or 64),
+                )
         finally:
             for t in targets.values():
                 close = getattr(t, "close", None)
                 if close:
                     close()
-    elapsed = time.monotonic() - started
+    elapsed = provisioned
     inv_reason = str(inv.vars.get("kbootstrap_skip_reason") or "set in the inventory (kbootstrap_skip_phases)")
     skipped = {p: (inv_reason if p in skip_from_inv and p not in requested else "--skip-phases") for p in sorted(skip)}
+    if zones.warnings and output == "text":
+        for w in zones.warnings:
+            click.echo(f"warning: {w}", err=True)
     data = {
         "hosts": {n: reports[n].to_json() for n in names},
         "skipped_phases": skipped,
         "dry_run": dry_run,
-        "seconds": round(elapsed, 2),
+        "seconds": round(elapsed, 2),  # provisioning; validation reports its own
+        "validation": validation.to_json() if validation is not None else None,
+        "zones": {"warnings": zones.warnings, "suggestion": zones.suggestion or None},
     }
-    emit(output, data, lambda: summary(reports, skipped, dry_run, elapsed))
-    if any(r.failed for r in reports.values()):
+
+    def text() -> str:
+        out = summary(reports, skipped, dry_run, elapsed)
+        return out + (f"\n\n{validation.text()}\n(validation took {validation.seconds:.1f}s)" if validation else "")
+
+    emit(output, data, text)
+    if any(r.failed for r in reports.values()) or (validation is not None and validation.failed):
         raise SystemExit(1)
 
 

@@ -199,6 +199,12 @@ SCHEDULER = KubeconfigDef(
     lambda s: s.local_endpoint_url,
 )
 ALL_KUBECONFIGS: tuple[KubeconfigDef, ...] = (ADMIN, SUPER_ADMIN, KUBELET, CONTROLLER_MANAGER, SCHEDULER)
+
+
+def node_kubeconfigs(spec: ClusterSpec, *, init_node: bool) -> list[KubeconfigDef]:
+    """The kubeconfigs a control plane holds. As kubeadm: super-admin.conf (system:masters) only on
+    the node where the cluster was initialised; control planes that joined never get it."""
+    return [k for k in ALL_KUBECONFIGS if k.exists_for(spec) and (init_node or k is not SUPER_ADMIN)]
 BY_NAME: dict[str, KubeconfigDef] = {k.name: k for k in ALL_KUBECONFIGS}
 BY_FILE: dict[str, KubeconfigDef] = {k.file: k for k in ALL_KUBECONFIGS}
 

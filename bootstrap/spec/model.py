@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bootstrap.spec.endpoint import EndpointSpec
 from bootstrap.versions import DEFAULT_KUBERNETES_VERSION, KubeVersion
 
 DEFAULT_CERT_DIR = "/etc/kubernetes/pki"
@@ -189,6 +190,9 @@ class ClusterSpec(Frozen):
     kubelet_configuration: dict[str, Any] = Field(default_factory=dict)  # user KubeletConfiguration
     skip_phases: tuple[str, ...] = ()
     hardening: Hardening = Hardening()
+    # Fleet runs: how clients reach the API servers (external LB, VIP, or a localhost proxy on
+    # workers); None for a single API server. See spec/endpoint.py and docs/ha.md.
+    api_endpoint: EndpointSpec | None = None
 
     # ---- derived values, named as in kubeadm.md -------------------------------------------------
     @property

@@ -178,6 +178,8 @@ def known_hosts_line(names: Sequence[str], blob: bytes) -> str:
     return f"{','.join(names)} {key_type_of(blob)} {base64.b64encode(blob).decode()}\n"
 
 
+MAX_PARALLEL_CHANNELS = 6  # exec channels at once per connection (see SSHTarget._channels)
+CHANNEL_RETRIES = 5  # a refused channel is retried with backoff (0.05 s .. 0.8 s)
 _tofu_lock = threading.Lock()  # threads of this process; flock below covers other processes
 
 
@@ -553,6 +555,9 @@ class SSHTarget:
         self._transport = transport
         self._sftp: paramiko.SFTPClient | None = None
         self._lock = threading.Lock()  # SFTP requests and lazy opening
+        # sshd refuses channels past MaxSessions (default 10, the SFTP channel included) and frees
+        # closed ones asynchronously: callers running commands in parallel share this bound.
+        self._channels = threading.BoundedSemaphore(MAX_PARALLEL_CHANNELS)
 
     # -- plumbing
 
@@ -568,11 +573,26 @@ class SSHTarget:
 
     def _exec(self, command: str, stdin: bytes, *, timeout: float | None, what: str) -> tuple[int, bytes, bytes]:
         """Run command with stdin on a new channel: (exit code, stdout, stderr). Raises on timeout/loss."""
+        with self._channels:
+            return self._exec_on_channel(command, stdin, timeout=timeout, what=what)
+
+    def _exec_on_channel(
+        self, command: str, stdin: bytes, *, timeout: float | None, what: str
+    ) -> tuple[int, bytes, bytes]:
         deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            chan = self._transport.open_session(timeout=self.host.connect_timeout)
-        except (paramiko.SSHException, EOFError, OSError):
-            raise self._lost(what) from None
+        for attempt in range(CHANNEL_RETRIES + 1):
+            try:
+                chan = self._transport.open_session(timeout=self.host.connect_timeout)
+                break
+            except paramiko.ChannelException as exc:  # sshd said no to one more channel (MaxSessions)
+                if attempt == CHANNEL_RETRIES:
+                    raise TransportError(
+                        f"{self.host.where} refused a new SSH channel during {what}: {exc.text}",
+                        hint="raise MaxSessions in its sshd_config, or run fewer commands at once",
+                    ) from None
+                time.sleep(0.05 * 2**attempt)  # closed channels are freed a moment later
+            except (paramiko.SSHException, EOFError, OSError):
+                raise self._lost(what) from None
         out, err = bytearray(), bytearray()
 
         def expired() -> bool:

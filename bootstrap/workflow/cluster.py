@@ -7,18 +7,23 @@ control planes receive it. Workers get ca.crt and never a CA private key.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bootstrap.artifacts.bundle import Bundle
-from bootstrap.errors import PKIError
+from bootstrap.errors import PKIError, UsageError
 from bootstrap.phases import control_plane, etcd, kubeconfig, kubelet, node
 from bootstrap.phases.base import Phase
+from bootstrap.phases.loadbalancer import loadbalancer_fleet_phase
 from bootstrap.phases.preflight import PHASE as PREFLIGHT
 from bootstrap.pki import catalog
 from bootstrap.pki.store import ensure_pki
-from bootstrap.render.kubeconfig import ALL_KUBECONFIGS, ensure_kubeconfigs
+from bootstrap.render.kubeconfig import ALL_KUBECONFIGS, ensure_kubeconfigs, node_kubeconfigs
+from bootstrap.spec.endpoint import control_plane_endpoint_for, endpoint_from_inventory, endpoint_sans
 from bootstrap.spec.inventory import Inventory, InventoryHost
+from bootstrap.spec.load import build_spec
 from bootstrap.spec.model import KUBERNETES_DIR, ClusterSpec, EtcdMember, EtcdMode, NodeRegistration
 from bootstrap.transport.local import LocalTarget
 from bootstrap.workflow.context import RunContext
@@ -37,6 +42,32 @@ SHARED_CA_FILES = (
     "sa.pub",
 )
 SHARED_CA_PHASES = ("ca", "front-proxy-ca", "etcd-ca", "sa")
+
+
+def fleet_cluster_spec(params: Mapping[str, Any], inv: Inventory) -> ClusterSpec:
+    """The cluster as every fleet command sees it (init, join, validate): the first control plane's
+    view, the API endpoint from the inventory (external LB, VIP or localhost proxies), its SANs."""
+    first = inv.control_planes()[0]
+    flags = dict(params)
+    for per_host in ("apiserver_advertise_address", "node_name"):
+        if flags.get(per_host):
+            raise UsageError(
+                f"--{per_host.replace('_', '-')} is per host", hint="set `ip` for each host in the inventory"
+            )
+    flags["apiserver_advertise_address"], flags["node_name"] = first.ip, first.name
+    endpoint = endpoint_from_inventory(inv)
+    if not flags.get("control_plane_endpoint") and "control_plane_endpoint" not in inv.cluster_values:
+        if endpoint is None:
+            flags["control_plane_endpoint"] = f"{first.ip}:{flags.get('apiserver_bind_port') or 6443}"
+        else:
+            flags["control_plane_endpoint"] = control_plane_endpoint_for(endpoint, inv.control_planes())
+    cluster = build_spec(flags, params.get("config"), defaults=inv.cluster_values)
+    if endpoint is None:
+        return cluster
+    sans = tuple(dict.fromkeys((*cluster.api_server.cert_sans, *endpoint_sans(endpoint))))
+    return cluster.model_copy(
+        update={"api_endpoint": endpoint, "api_server": cluster.api_server.model_copy(update={"cert_sans": sans})}
+    )
 
 
 def node_spec(cluster: ClusterSpec, host: InventoryHost, members: tuple[EtcdMember, ...]) -> ClusterSpec:
@@ -150,10 +181,7 @@ def kubeconfig_phase(first_cp: str) -> Phase:
 
     def run(ctx: RunContext) -> None:
         prefetch(ctx, pki_paths(ctx.spec))
-        names = [k.name for k in ALL_KUBECONFIGS]
-        if ctx.spec.node.name != first_cp:
-            names.remove("super-admin")
-        ensure_kubeconfigs(ctx, names)
+        ensure_kubeconfigs(ctx, [k.name for k in node_kubeconfigs(ctx.spec, init_node=ctx.spec.node.name == first_cp)])
 
     return Phase(kubeconfig.PHASE.name, kubeconfig.PHASE.help, run)
 
@@ -206,6 +234,7 @@ def fleet_phases(cluster: ClusterSpec, shared: SharedPKI, first_cp: str, dry_run
         FleetPhase(kubeconfig_phase(first_cp), applies_to=cp),
         FleetPhase(etcd.PHASE, applies_to=etcd_member, after=lambda run, names: wait_etcd_healthy(run, names, cluster)),
         FleetPhase(control_plane.PHASE, applies_to=cp),
+        loadbalancer_fleet_phase(cluster.api_endpoint),
         FleetPhase(kubelet.PHASE),
     ]
 

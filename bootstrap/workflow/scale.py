@@ -38,10 +38,17 @@ from bootstrap.phases import kubeconfig as kubeconfig_phase
 from bootstrap.phases.base import Phase
 from bootstrap.render.kubeconfig import KUBECONFIG_MODE, build_kubeconfig, ensure_kubeconfigs, parse_kubeconfig
 from bootstrap.spec.inventory import Inventory, InventoryHost, load_inventory
-from bootstrap.spec.load import build_spec
 from bootstrap.spec.model import ClusterSpec, EtcdMode
 from bootstrap.transport.base import Target
-from bootstrap.workflow.cluster import SharedPKI, bundle_for, etcd_members, fleet_phase_paths, fleet_phases, node_spec
+from bootstrap.workflow.cluster import (
+    SharedPKI,
+    bundle_for,
+    etcd_members,
+    fleet_cluster_spec,
+    fleet_phase_paths,
+    fleet_phases,
+    node_spec,
+)
 from bootstrap.workflow.context import RunContext
 from bootstrap.workflow.fleet import FleetPhase, FleetRun
 from bootstrap.workflow.report import Change, HostReport, PhaseResult, Status
@@ -54,17 +61,7 @@ FLEET_TOKEN_DESCRIPTION = "Bootstrap token for nodes joined by `kbootstrap join 
 
 def cluster_spec(params: dict[str, Any], inv: Inventory) -> ClusterSpec:
     """The cluster as `init -i` computes it (same endpoint rule), so certificates and files agree."""
-    first = inv.control_planes()[0]
-    flags = dict(params)
-    for per_host in ("apiserver_advertise_address", "node_name"):
-        if flags.get(per_host):
-            raise UsageError(
-                f"--{per_host.replace('_', '-')} is per host", hint="set `ip` for each host in the inventory"
-            )
-    flags["apiserver_advertise_address"], flags["node_name"] = first.ip, first.name
-    if not flags.get("control_plane_endpoint") and "control_plane_endpoint" not in inv.cluster_values:
-        flags["control_plane_endpoint"] = f"{first.ip}:{flags.get('apiserver_bind_port') or 6443}"
-    return build_spec(flags, params.get("config"), defaults=inv.cluster_values)
+    return fleet_cluster_spec(params, inv)
 
 
 def _check_limit(inv: Inventory, limit: list[str]) -> None:
