@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from bootstrap.artifacts.bundle import MANIFEST, create_bundle, default_bundle_dir
 from bootstrap.lab.state import LabState
 from bootstrap.lab.testing import running_lab, skip_reason, unique_name
+from bootstrap.versions import DEFAULT_KUBERNETES_VERSION
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +49,12 @@ def module_lab_factory(lab_host: None, tmp_path_factory: pytest.TempPathFactory)
             return stack.enter_context(running_lab(unique_name(), control_planes, workers, **kw))
 
         yield make
+
+
+@pytest.fixture(scope="session")
+def bundle() -> Path:
+    """The offline bundle lab inventories point at (kbootstrap_bundle), built once if missing."""
+    path = default_bundle_dir(DEFAULT_KUBERNETES_VERSION)
+    if not (path / MANIFEST).is_file():
+        create_bundle(path, DEFAULT_KUBERNETES_VERSION)
+    return path

@@ -16,11 +16,9 @@ from typing import Any
 
 import pytest
 
-from bootstrap.artifacts.bundle import MANIFEST, create_bundle, default_bundle_dir
 from bootstrap.lab import ops
 from bootstrap.lab.state import LabState
 from bootstrap.lab.testing import sh
-from bootstrap.versions import DEFAULT_KUBERNETES_VERSION
 
 pytestmark = pytest.mark.lab
 
@@ -29,14 +27,6 @@ ETCDCTL = (
     f"ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert={PKI}/etcd/ca.crt "
     f"--cert={PKI}/etcd/healthcheck-client.crt --key={PKI}/etcd/healthcheck-client.key"
 )
-
-
-@pytest.fixture(scope="session")
-def bundle() -> Path:
-    path = default_bundle_dir(DEFAULT_KUBERNETES_VERSION)
-    if not (path / MANIFEST).is_file():
-        create_bundle(path, DEFAULT_KUBERNETES_VERSION)
-    return path
 
 
 def kbootstrap(*args: str, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess[str]:

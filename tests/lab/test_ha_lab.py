@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from bootstrap.artifacts.bundle import MANIFEST, create_bundle, default_bundle_dir, load_bundle
+from bootstrap.artifacts.bundle import load_bundle
 from bootstrap.commands.fleet import connect
 from bootstrap.lab import ops
 from bootstrap.lab.state import LabState
@@ -35,7 +35,6 @@ from bootstrap.spec.endpoint import control_plane_endpoint_for, endpoint_from_va
 from bootstrap.spec.inventory import load_inventory
 from bootstrap.spec.load import build_spec
 from bootstrap.transport.local import LocalTarget
-from bootstrap.versions import DEFAULT_KUBERNETES_VERSION
 from bootstrap.workflow.cluster import etcd_members, node_spec
 from bootstrap.workflow.context import RunContext
 from bootstrap.workflow.fleet import FleetRun
@@ -68,14 +67,6 @@ Restart=always
 [Install]
 WantedBy=multi-user.target
 """
-
-
-@pytest.fixture(scope="session")
-def bundle() -> Path:
-    path = default_bundle_dir(DEFAULT_KUBERNETES_VERSION)
-    if not (path / MANIFEST).is_file():
-        create_bundle(path, DEFAULT_KUBERNETES_VERSION)
-    return path
 
 
 def cps(lab: LabState) -> list[str]:

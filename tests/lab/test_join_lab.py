@@ -20,11 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
-from bootstrap.artifacts.bundle import MANIFEST, create_bundle, default_bundle_dir
 from bootstrap.lab import ops
 from bootstrap.lab.state import LabState
 from bootstrap.lab.testing import sh
-from bootstrap.versions import DEFAULT_KUBERNETES_VERSION
 
 pytestmark = pytest.mark.lab
 PKI = "/etc/kubernetes/pki"
@@ -34,30 +32,11 @@ ETCDCTL = (
 )
 
 
-@pytest.fixture(scope="session")
-def bundle() -> Path:
-    path = default_bundle_dir(DEFAULT_KUBERNETES_VERSION)
-    if not (path / MANIFEST).is_file():
-        create_bundle(path, DEFAULT_KUBERNETES_VERSION)
-    return path
 
-
-# The real CLI in a subprocess; join/token/reset/remove-node are added if bootstrap.cli lacks them.
-LAUNCHER = """
-import sys
-from bootstrap.cli import main
-from bootstrap.commands.join import join
-from bootstrap.commands.reset import remove_node, reset
-from bootstrap.commands.token import token
-for command in (join, token, reset, remove_node):
-    if command.name not in main.commands:
-        main.add_command(command)
-main(sys.argv[1:], prog_name="kbootstrap")
-"""
 
 
 def kbootstrap(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", LAUNCHER, *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "bootstrap.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "COLUMNS": "200"})
 
 

@@ -17,23 +17,13 @@ from typing import Any
 
 import pytest
 
-from bootstrap.artifacts.bundle import MANIFEST, create_bundle, default_bundle_dir
 from bootstrap.lab import ops
 from bootstrap.lab.state import LabState
 from bootstrap.lab.testing import sh
-from bootstrap.versions import DEFAULT_KUBERNETES_VERSION
 
 pytestmark = pytest.mark.lab
 
 KEY = "/etc/kubernetes/pki/apiserver.key"
-
-
-@pytest.fixture(scope="session")
-def bundle() -> Path:
-    path = default_bundle_dir(DEFAULT_KUBERNETES_VERSION)
-    if not (path / MANIFEST).is_file():
-        create_bundle(path, DEFAULT_KUBERNETES_VERSION)
-    return path
 
 
 def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -42,9 +32,8 @@ def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
 
 
 def command(name: str, *args: str, timeout: float = 120) -> tuple[int, dict[str, Any]]:
-    """Our click command, standalone (the lead registers it in bootstrap.cli), with -o json."""
-    code = f"from bootstrap.commands.{name} import {name}; {name}()"
-    proc = run("-c", code, *args, "-o", "json", timeout=timeout)
+    """`kbootstrap NAME ARGS -o json` in a subprocess."""
+    proc = run("-m", "bootstrap.cli", name, *args, "-o", "json", timeout=timeout)
     try:
         return proc.returncode, json.loads(proc.stdout)
     except json.JSONDecodeError:
