@@ -197,6 +197,7 @@ r() {{ local d=${{4//$'\t'/ }}; d=${{d//$'\n'/ }}; printf '{MARK}\t%s\t%s\t%s\t%
 dns() {{
   local out rc a addrs=""; t0
   out=$(timeout {DNS_TIMEOUT} getent ahosts "$2" 2>&1); rc=$?
+  [ $rc -eq 124 ] && {{ out=$(timeout {DNS_TIMEOUT} getent ahosts "$2" 2>&1); rc=$?; }}  # as tcp: once more
   case $rc in
     0) while read -r a _; do case " $addrs " in *" $a "*) ;; *) addrs="$addrs $a";; esac; done <<<"$out"
        r "$1" ok "$(ms)" "${{addrs# }}";;
@@ -218,6 +219,9 @@ png() {{
 tcp() {{
   local out rc; t0
   out=$(timeout {TCP_TIMEOUT} bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$2" "$3" 2>&1); rc=$?
+  # One more try after a timeout: on a loaded node a fork or SYN can miss the bound once; a
+  # firewalled port still fails, TCP_TIMEOUT later.
+  [ $rc -eq 124 ] && {{ out=$(timeout {TCP_TIMEOUT} bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$2" "$3" 2>&1); rc=$?; }}
   case $rc in
     0) r "$1" ok "$(ms)" "connected";;
     124) r "$1" fail "$(ms)" "timed out after {TCP_TIMEOUT}s (packets dropped: firewall or host down?)";;

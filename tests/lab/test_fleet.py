@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -35,6 +36,12 @@ def kbootstrap(*args: str, check: bool = False, timeout: float = 300) -> subproc
     if check and proc.returncode != 0:
         raise AssertionError(f"kbootstrap {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def failing_checks(report: dict[str, Any]) -> list[str]:
+    """The validation failures of an init report, for assertion messages."""
+    text = json.dumps(report.get("validation") or {})
+    return [m for m in re.findall(r'\{[^{}]*"status": "(?:fail|error)"[^{}]*\}', text)][:10]
 
 
 def init_json(inventory: Path, pki_dir: Path, *extra: str) -> tuple[int, dict[str, Any]]:
@@ -204,7 +211,7 @@ def test_machine_powered_off_mid_run_is_reported_and_rerun_converges(cluster: di
         assert report["hosts"][name]["failed"] is False, report["hosts"][name]["error"]
     ops.start_machine(lab.name, victim)
     code, again = init_json(cluster["inventory"], cluster["pki"])
-    assert code == 0, again["hosts"][victim]
+    assert code == 0, (again["hosts"][victim], failing_checks(again))
     assert again["hosts"][victim]["failed"] is False
     _, cfg, _ = sh(lab, victim, "grep -c 'SystemdCgroup = true' /etc/containerd/config.toml")
     assert cfg.strip() == "1"

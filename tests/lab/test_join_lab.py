@@ -56,8 +56,12 @@ def run_json(*args: str, timeout: float = 600) -> tuple[int, dict[str, Any], str
         raise AssertionError(f"not JSON (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}") from None
 
 
-def inventory_copy(src: Path, dst: Path, *, keep: list[str] | None = None, skip: list[str] | None = None) -> Path:
-    """A copy of the lab inventory, limited to `keep` hosts and/or with another phase skip list."""
+def inventory_copy(
+    src: Path, dst: Path, *, keep: list[str] | None = None, skip: list[str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """A copy of the lab inventory, limited to `keep` hosts, with another phase skip list and/or
+    extra group vars."""
     shutil.copytree(src, dst)
     hosts = dst / "hosts.yaml"
     if keep is not None:
@@ -67,10 +71,12 @@ def inventory_copy(src: Path, dst: Path, *, keep: list[str] | None = None, skip:
             if group and group.get("hosts"):
                 group["hosts"] = {k: v for k, v in group["hosts"].items() if k in keep}
         hosts.write_text(yaml.safe_dump(doc, sort_keys=False))
-    if skip is not None:
+    if skip is not None or extra:
         gv = dst / "group_vars" / "all" / "lab.yml"
         lab_vars = yaml.safe_load(gv.read_text())
-        lab_vars["kbootstrap_skip_phases"] = skip
+        if skip is not None:
+            lab_vars["kbootstrap_skip_phases"] = skip
+        lab_vars.update(extra or {})
         gv.write_text(yaml.safe_dump(lab_vars, sort_keys=False))
     return hosts
 
@@ -97,7 +103,10 @@ def grown(module_lab_factory: Any, bundle: Path, tmp_path_factory: pytest.TempPa
     tmp = tmp_path_factory.mktemp("join")
     full = Path(lab.inventory_dir) / "hosts.yaml"
     cp = cps(lab)
-    first = inventory_copy(Path(lab.inventory_dir), tmp / "cp1-only", keep=[cp[0]])
+    # The cluster is designed for 3 control planes from the start: the first run already uses the
+    # API endpoint the full inventory gets (Kubespray's localhost proxies), so its SANs agree.
+    first = inventory_copy(Path(lab.inventory_dir), tmp / "cp1-only", keep=[cp[0]],
+                           extra={"kbootstrap_api_endpoint_mode": "localhost"})
     pki = tmp / "pki"
     code, report, err = run_json("init", "-i", str(first), "--pki-dir", str(pki))
     assert code == 0, json.dumps(report, indent=1)[:3000] + err
