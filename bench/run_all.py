@@ -37,11 +37,10 @@ BENCHES = [
         ["fleet.py", "--rounds", "1", "--large", "0"],
     ),
 ]
-EXTRA = sorted(
-    p.name
-    for p in HERE.glob("*.py")
-    if p.name not in {"run_all.py", "certs.py", "lab_boot.py", "ssh_fanout.py", "fleet.py"}
-)
+BENCHES += [
+    ("netcheck: 20 nodes, 380 pairs (issue 5)", ["netcheck.py"], ["netcheck.py"]),
+    ("VIP failover (issue 8)", ["vip_failover.py", "--trials", "3"], ["vip_failover.py", "--trials", "1"]),
+]
 
 
 def main() -> None:
@@ -65,7 +64,7 @@ def main() -> None:
         f"kernel {platform.release()}, Python {platform.python_version()}.",
         "",
     ]
-    for title, full, quick in BENCHES + [(f"{name}", [name], [name]) for name in EXTRA]:
+    for title, full, quick in BENCHES:
         argv = quick if args.quick else full
         print(f"== {title}", flush=True)
         started = time.monotonic()
