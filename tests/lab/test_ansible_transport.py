@@ -301,6 +301,37 @@ def test_changed_host_key_is_refused_for_that_host_only(labs: dict[str, Any]) ->
     assert all(not h["failed"] for n, h in report["hosts"].items() if n != victim)
 
 
+def test_worker_rejoins_with_scale_playbook(labs: dict[str, Any]) -> None:
+    """reset.yml --limit the worker, then scale.yml (join -i --transport ansible) brings it back;
+    a rerun, and `join -i` over SSH, change nothing."""
+    lab = labs["ans"]
+    w = workers(lab)[0]
+    params = {"inventory": str(labs["ans_inv"]), "pki_dir": str(labs["pki"] / "ans")}
+    code = subprocess.run([sys.executable, "-c", "from bootstrap.transport.ansible import run_fleet_reset_ansible as r;"
+                           f"r({{**{params!r}, 'output': 'json'}}, [{w!r}])"],
+                          capture_output=True, text=True, timeout=300).returncode
+    assert code == 0
+    _, out, _ = sh(lab, w, "ls /etc/kubernetes/pki | wc -l")
+    assert out.strip() == "0"
+    join = f"from bootstrap.transport.ansible import run_fleet_join_ansible as j; j({{**{params!r}, 'output': 'json'}}, [{w!r}])"
+    proc = subprocess.run([sys.executable, "-c", join], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert set(report["hosts"]) == {w} and report["hosts"][w]["changed"] >= 2
+    assert "tls-bootstrap" in [p["name"] for p in report["hosts"][w]["phases"]]
+    _, out, _ = sh(lab, w, "stat -c '%a %n' /etc/kubernetes/pki/ca.crt /etc/kubernetes/bootstrap-kubelet.conf")
+    assert out.split() == ["600", "/etc/kubernetes/pki/ca.crt", "600", "/etc/kubernetes/bootstrap-kubelet.conf"]
+    again = json.loads(subprocess.run([sys.executable, "-c", join], capture_output=True, text=True, timeout=600).stdout)
+    assert again["hosts"][w]["changed"] == 0
+    ssh = cli("join", "-i", params["inventory"], "--limit", w, "--pki-dir", params["pki_dir"], "-o", "json")
+    assert ssh.returncode == 0 and json.loads(ssh.stdout)["hosts"][w]["changed"] == 0
+    # Control planes are refused by scale.yml with one line that says what to use instead.
+    cp = cps(lab)[0]
+    bad = subprocess.run([sys.executable, "-c", join.replace(repr(w), repr(cp))], capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode != 0
+
+
 def test_reset_playbook_undoes_init(labs: dict[str, Any]) -> None:
     """Last in this module: it leaves the Ansible lab reset."""
     lab = labs["ans"]
