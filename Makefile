@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 DEB_PACKAGES := debootstrap systemd-container dnsmasq-base nftables iproute2 etcd-server etcd-client openssl \
-  haproxy keepalived
+  haproxy keepalived openssh-client
 DEMO_ROOTFS ?= ./demo-rootfs
 
 .PHONY: all install deps lint test test-unit demo demo-rootfs bench clean
@@ -24,8 +24,9 @@ install: deps
 	$(PYTHON) -m pip install -q -e '.[test]'
 
 lint:
-	$(PYTHON) -m ruff check bootstrap tests bench
+	$(PYTHON) -m ruff check bootstrap tests bench playbooks molecule
 	$(PYTHON) -m mypy
+	ansible-lint --profile production
 
 test: install lint
 	$(PYTHON) -m pytest -q -ra tests

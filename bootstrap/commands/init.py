@@ -81,6 +81,13 @@ _FLEET_OPTIONS: list[Callable[[Any], Any]] = [
     ),
     click.option("--pki-dir", help="Where the control machine keeps the cluster's CAs. [default: pki/<inventory dir>]"),
     click.option("--bundle", help="Offline bundle directory (default: the inventory's kbootstrap_bundle)."),
+    click.option(
+        "--transport",
+        type=click.Choice(["ssh", "ansible"]),
+        default="ssh",
+        show_default=True,
+        help="How -i runs: our SSH transport, or playbooks/ through ansible-runner (same result, same report).",
+    ),
 ]
 
 
@@ -166,6 +173,11 @@ def init(ctx: click.Context, **params: Any) -> None:
     if ctx.invoked_subcommand is not None:
         return
     if params.get("inventory"):
+        if params.get("transport") == "ansible":
+            from bootstrap.transport.ansible import run_fleet_init_ansible
+
+            run_fleet_init_ansible(params)
+            return
         from bootstrap.commands.fleet import run_fleet_init
 
         run_fleet_init(params)
@@ -191,6 +203,8 @@ def _leaf(phase: Phase, prefix: str, name: str | None = None, *, fleet_only: boo
         if params.get("inventory"):
             from bootstrap.commands.fleet import run_fleet_init
 
+            if params.get("transport") == "ansible":
+                raise UsageError("init phase NAME runs over SSH only", hint="drop --transport ansible")
             run_fleet_init(params, only=path)
         elif fleet_only:
             raise UsageError(f"phase {path} prepares fleet nodes over SSH", hint="pass -i INVENTORY")

@@ -91,6 +91,11 @@ def join(**params: Any) -> None:
             raise UsageError(
                 "join -i needs --limit HOST[,HOST]: the new hosts", hint="hosts outside --limit are the running cluster"
             )
+        if params.get("transport") == "ansible":
+            from bootstrap.transport.ansible import run_fleet_join_ansible
+
+            run_fleet_join_ansible(params, limit)
+            return
         from bootstrap.workflow.scale import run_fleet_join
 
         run_fleet_join(params, limit)

@@ -51,9 +51,23 @@ def reset_text(report: HostReport, dry_run: bool) -> str:
     show_default=True,
     help="The path to the directory where the certificates are stored.",
 )
+@click.option("--limit", help="With -i --transport ansible: only these hosts (comma-separated).")
 @rootfs_option
 @output_option
-def reset(force: bool, dry_run: bool, cleanup_tmp_dir: bool, cert_dir: str, rootfs: str | None, output: str) -> None:
+@fleet_options
+def reset(
+    force: bool,
+    dry_run: bool,
+    cleanup_tmp_dir: bool,
+    cert_dir: str,
+    rootfs: str | None,
+    output: str,
+    limit: str | None,
+    **fleet: Any,
+) -> None:
+    if fleet.get("inventory"):
+        _reset_fleet({**fleet, "force": force, "dry_run": dry_run, "output": output}, limit)
+        return
     if not force and not dry_run:
         click.echo(WARNING, err=True)
         if not click.confirm("[reset] Are you sure you want to proceed?", default=False, err=True):
@@ -71,6 +85,29 @@ def reset(force: bool, dry_run: bool, cleanup_tmp_dir: bool, cert_dir: str, root
         raise SystemExit(1)
 
 
+def _reset_fleet(params: dict[str, Any], limit: str | None) -> None:
+    """Every host of an inventory, as Kubespray's reset.yml: the whole cluster goes, so no etcd
+    member leaves one by one (that would lose quorum half-way); each node is wiped in parallel."""
+    hosts = [h.strip() for h in (limit or "").split(",") if h.strip()]
+    if not params["force"] and not params["dry_run"]:
+        click.echo(WARNING, err=True)
+        if not click.confirm("[reset] Reset every host of the inventory?", default=False, err=True):
+            raise UsageError("aborted reset operation")
+    if params.get("transport") == "ansible":
+        from bootstrap.transport.ansible import run_fleet_reset_ansible
+
+        run_fleet_reset_ansible(params, hosts or None)
+        return
+    if hosts:
+        raise UsageError(
+            "reset -i resets the whole cluster over SSH",
+            hint="to take some hosts out of a running cluster use `kbootstrap remove-node -i INV --node HOST`",
+        )
+    from bootstrap.workflow.scale import run_fleet_reset
+
+    run_fleet_reset(params)
+
+
 @click.command(
     "remove-node",
     help="Remove a host from an inventory's cluster: its etcd member (through a "
@@ -85,6 +122,8 @@ def reset(force: bool, dry_run: bool, cleanup_tmp_dir: bool, cert_dir: str, root
 def remove_node(**params: Any) -> None:
     if not params.get("inventory"):
         raise UsageError("remove-node needs -i INVENTORY", hint="on the node itself, use `kbootstrap reset`")
+    if params.get("transport") == "ansible":
+        raise UsageError("remove-node runs over SSH only", hint="drop --transport ansible")
     from bootstrap.workflow.scale import run_remove_node
 
     run_remove_node(params)

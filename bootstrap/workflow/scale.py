@@ -14,6 +14,7 @@ with --force the node is never contacted (it is dead), only the survivors are.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -416,3 +417,37 @@ def _remove_member(
         return result
     result.error = "; ".join(errors)
     return result
+
+
+def run_fleet_reset(params: dict[str, Any]) -> None:
+    """`kbootstrap reset -i INV`: wipe every host in parallel (kubeadm's cleanup on each node)."""
+    from bootstrap.commands.common import emit
+    from bootstrap.commands.fleet import connect, summary
+
+    inv = load_inventory(params["inventory"])
+    cluster = cluster_spec(params, inv)
+    names = [h.name for h in inv.hosts]
+    conns = connect(inv, names, int(params.get("forks") or 64), bool(params.get("trust_on_first_use")))
+    reports = {n: HostReport(n) for n in names}
+    started = time.monotonic()
+    try:
+        targets = {n: c for n, c in conns.items() if not isinstance(c, Exception)}
+        for n, c in conns.items():
+            if isinstance(c, Exception):
+                reports[n].error = _one_line(c)
+        contexts = {
+            n: RunContext(node_spec(cluster, inv.host(n), ()), t, dry_run=bool(params.get("dry_run")))
+            for n, t in targets.items()
+        }
+        run = FleetRun({n: inv.host(n) for n in names}, dict(targets), contexts, reports,
+                       forks=int(params.get("forks") or 64))
+        for phase in reset_phases(cluster.cert_dir, etcd_member_removed=True):
+            run.run([FleetPhase(phase)], set())
+    finally:
+        _close(conns)
+    elapsed = time.monotonic() - started
+    data = {"hosts": {n: r.to_json() for n, r in reports.items()}, "dry_run": bool(params.get("dry_run"))}
+    emit(params.get("output", "text"), data,
+         lambda: summary(reports, {}, bool(params.get("dry_run")), elapsed, title="kbootstrap reset"))
+    if any(r.failed for r in reports.values()):
+        raise SystemExit(1)
