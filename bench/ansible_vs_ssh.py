@@ -41,9 +41,27 @@ ROOT = Path(__file__).resolve().parent.parent
 def ssh_init(inventory: Path, pki: Path, forks: int) -> tuple[float, dict[str, Any]]:
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "bootstrap.cli", "init", "-i", str(inventory), "--pki-dir", str(pki),
-         "--skip-phases", "validate", "--forks", str(forks), "-o", "json"],
-        capture_output=True, text=True, timeout=1800, cwd=ROOT, env={**os.environ, "COLUMNS": "200"},
+        [
+            sys.executable,
+            "-m",
+            "bootstrap.cli",
+            "init",
+            "-i",
+            str(inventory),
+            "--pki-dir",
+            str(pki),
+            "--skip-phases",
+            "validate",
+            "--forks",
+            str(forks),
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "200"},
     )
     took = time.monotonic() - started
     if proc.returncode != 0:
@@ -53,13 +71,19 @@ def ssh_init(inventory: Path, pki: Path, forks: int) -> tuple[float, dict[str, A
 
 def ansible_init(inventory: Path, pki: Path, hosts: list[str], forks: int) -> PlaybookRun:
     run = run_playbook(
-        inventory, "cluster.yml", hosts=hosts, forks=forks,
+        inventory,
+        "cluster.yml",
+        hosts=hosts,
+        forks=forks,
         extravars={"kbootstrap_pki_dir": str(pki), "kbootstrap_validate": False},
         timeout=1800,
     )
     if run.rc != 0:
-        errors = {n: r.error or next((p.error for p in r.phases if p.error), None)
-                  for n, r in run.collector.reports.items() if r.failed}
+        errors = {
+            n: r.error or next((p.error for p in r.phases if p.error), None)
+            for n, r in run.collector.reports.items()
+            if r.failed
+        }
         raise SystemExit(f"ansible run failed (rc {run.rc}): {errors}")
     return run
 
@@ -111,23 +135,33 @@ def main() -> int:
         cross_b_changes = changed_ssh(rep)
 
     n = args.machines
-    print(f"{n} lab machines (3 control planes, etcd in host mode, {workers} workers), offline bundle, "
-          f"forks {args.forks}; validation skipped on both; lab boot not included.\n")
+    print(
+        f"{n} lab machines (3 control planes, etcd in host mode, {workers} workers), offline bundle, "
+        f"forks {args.forks}; validation skipped on both; lab boot not included.\n"
+    )
     print("| run | SSH transport (paramiko) | Ansible transport (ansible-runner) |")
     print("| --- | --- | --- |")
-    print(f"| cold: {n} fresh machines | {ssh_cold:.1f} s ({ssh_cold_changes} changes) | "
-          f"{ans_cold.seconds:.1f} s ({changed_ansible(ans_cold)} changed tasks) |")
-    print(f"| rerun, nothing to do | {ssh_rerun:.1f} s ({ssh_rerun_changes} changes) | "
-          f"{ans_rerun.seconds:.1f} s ({changed_ansible(ans_rerun)} changed tasks) |")
-    print(f"| the other transport's cluster, rerun | {cross_b_secs:.1f} s ({cross_b_changes} changes on the "
-          f"Ansible-built lab) | {cross_a.seconds:.1f} s ({changed_ansible(cross_a)} changed tasks on the "
-          f"SSH-built lab) |")
+    print(
+        f"| cold: {n} fresh machines | {ssh_cold:.1f} s ({ssh_cold_changes} changes) | "
+        f"{ans_cold.seconds:.1f} s ({changed_ansible(ans_cold)} changed tasks) |"
+    )
+    print(
+        f"| rerun, nothing to do | {ssh_rerun:.1f} s ({ssh_rerun_changes} changes) | "
+        f"{ans_rerun.seconds:.1f} s ({changed_ansible(ans_rerun)} changed tasks) |"
+    )
+    print(
+        f"| the other transport's cluster, rerun | {cross_b_secs:.1f} s ({cross_b_changes} changes on the "
+        f"Ansible-built lab) | {cross_a.seconds:.1f} s ({changed_ansible(cross_a)} changed tasks on the "
+        f"SSH-built lab) |"
+    )
     for title, run in (("cold", ans_cold), ("rerun", ans_rerun)):
         tasks, phases = breakdown(run)
         share = 100 * phases / tasks if tasks else 0.0
-        print(f"\nAnsible {title} run: {len(run.collector.timings)} task results; host-seconds in tasks "
-              f"{tasks:.1f}, of which inside kbootstrap phase code {phases:.1f} ({share:.0f}%); the rest is "
-              "Ansible's per-task cost (worker fork, action plugin, inventory+spec load per task, SSH exec).\n")
+        print(
+            f"\nAnsible {title} run: {len(run.collector.timings)} task results; host-seconds in tasks "
+            f"{tasks:.1f}, of which inside kbootstrap phase code {phases:.1f} ({share:.0f}%); the rest is "
+            "Ansible's per-task cost (worker fork, action plugin, inventory+spec load per task, SSH exec).\n"
+        )
         print("| task (role : name) | slowest host s | sum over hosts s | hosts |")
         print("| --- | --- | --- | --- |")
         for row in run.collector.task_profile(6):

@@ -39,8 +39,14 @@ KUBECONFIG_KEYS = 5  # admin, super-admin, kubelet, controller-manager, schedule
 
 
 def ours(algorithm: str, with_kubeconfigs: bool) -> float:
-    spec = build_spec({"apiserver_advertise_address": "10.0.0.5", "node_name": "cp1",
-                       "control_plane_endpoint": "lb.example.com:6443", "encryption_algorithm": algorithm})
+    spec = build_spec(
+        {
+            "apiserver_advertise_address": "10.0.0.5",
+            "node_name": "cp1",
+            "control_plane_endpoint": "lb.example.com:6443",
+            "encryption_algorithm": algorithm,
+        }
+    )
     with tempfile.TemporaryDirectory() as root:
         ctx = RunContext(spec, LocalTarget(root), now=datetime.now(UTC))
         assert CERTS.run is not None and KUBECONFIG.run is not None
@@ -54,9 +60,13 @@ def ours(algorithm: str, with_kubeconfigs: bool) -> float:
 def openssl(algorithm: str, count: int) -> float:
     cpus = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as out:
+
         def one(i: int) -> None:
-            subprocess.run(["openssl", "genpkey", *OPENSSL_ARGS[algorithm], "-out", f"{out}/{i}.key"],
-                           check=True, capture_output=True)
+            subprocess.run(
+                ["openssl", "genpkey", *OPENSSL_ARGS[algorithm], "-out", f"{out}/{i}.key"],
+                check=True,
+                capture_output=True,
+            )
 
         start = time.perf_counter()
         with ThreadPoolExecutor(cpus) as pool:
@@ -83,11 +93,14 @@ def main() -> int:
     print(f"CPUs: {os.cpu_count()}, repetitions: {args.reps} (median wall time)\n")
     print("| workload | algorithm | keys | kbootstrap (s) | openssl genpkey x CPUs (s) | ratio |")
     print("|---|---|---|---|---|---|")
-    for with_kc, label, keys in ((False, "certs all", CERTS_KEYS),
-                                 (True, "certs all + kubeconfig all", CERTS_KEYS + KUBECONFIG_KEYS)):
+    for with_kc, label, keys in (
+        (False, "certs all", CERTS_KEYS),
+        (True, "certs all + kubeconfig all", CERTS_KEYS + KUBECONFIG_KEYS),
+    ):
         for alg in ("RSA-2048", "ECDSA-P256"):
-            mine, theirs = median_pair(args.reps, lambda a=alg, k=with_kc: ours(a, k),
-                                       lambda a=alg, n=keys: openssl(a, n))
+            mine, theirs = median_pair(
+                args.reps, lambda a=alg, k=with_kc: ours(a, k), lambda a=alg, n=keys: openssl(a, n)
+            )
             print(f"| {label} | {alg} | {keys} | {mine:.3f} | {theirs:.3f} | {mine / theirs:.2f}x |")
     return 0
 

@@ -82,13 +82,18 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=ops.DEFAULT_PARALLEL)
     args = ap.parse_args()
     rootfs.ensure_rootfs()  # cached before timing
-    print("| machines | parallel | sshd banner (s) | SSH login on all (s) | MemAvailable drop / machine (MiB) "
-          "| PSS / machine (MiB) | lab down (s) |")
+    print(
+        "| machines | parallel | sshd banner (s) | SSH login on all (s) | MemAvailable drop / machine (MiB) "
+        "| PSS / machine (MiB) | lab down (s) |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for n in (int(x) for x in args.sizes.split(",")):
         r = bench(n, args.parallel)
-        print(f"| {n} | {args.parallel} | {r['banner']:.1f} | {r['ssh']:.1f} | {r['mem']:.1f} | {r['pss']:.1f} "
-              f"| {r['down']:.1f} |", flush=True)
+        print(
+            f"| {n} | {args.parallel} | {r['banner']:.1f} | {r['ssh']:.1f} | {r['mem']:.1f} | {r['pss']:.1f} "
+            f"| {r['down']:.1f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

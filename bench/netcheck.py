@@ -74,8 +74,10 @@ def main() -> int:
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for run, c, conn, check, total in rows:
         ran = c["probes"] - c["probes_skipped"]
-        print(f"| {run} | {c['pairs']} | {ran} | {c['probes_skipped']} | {c['probes_failed']} | {conn:.2f} | "
-              f"{check:.2f} | {total:.2f} |")
+        print(
+            f"| {run} | {c['pairs']} | {ran} | {c['probes_skipped']} | {c['probes_failed']} | {conn:.2f} | "
+            f"{check:.2f} | {total:.2f} |"
+        )
     med = statistics.median(r[3] for r in rows)
     med_total = statistics.median(r[4] for r in rows)
     print(f"\nmedian netcheck {med:.2f} s (facts + probes), with SSH connect {med_total:.2f} s; target <= 5 s")

@@ -40,6 +40,11 @@ BENCHES = [
 BENCHES += [
     ("netcheck: 20 nodes, 380 pairs (issue 5)", ["netcheck.py"], ["netcheck.py"]),
     ("VIP failover (issue 8)", ["vip_failover.py", "--trials", "3"], ["vip_failover.py", "--trials", "1"]),
+    (
+        "Ansible transport vs SSH transport, 20 machines (issue 7)",
+        ["ansible_vs_ssh.py", "--machines", "20"],
+        ["ansible_vs_ssh.py", "--machines", "5"],
+    ),
 ]
 
 

@@ -78,8 +78,13 @@ def load_hosts(inventory_dir: Path) -> list[SSHHost]:
     data = yaml.safe_load((inventory_dir / "hosts.yaml").read_text())
     kh = str(inventory_dir / "known_hosts")
     return [
-        SSHHost(n, v["ansible_host"], user=v.get("ansible_user", "root"), key_file=v["ansible_ssh_private_key_file"],
-                known_hosts=(kh,))
+        SSHHost(
+            n,
+            v["ansible_host"],
+            user=v.get("ansible_user", "root"),
+            key_file=v["ansible_ssh_private_key_file"],
+            known_hosts=(kh,),
+        )
         for n, v in data["all"]["hosts"].items()
     ]
 
@@ -112,17 +117,41 @@ def openssh(hosts: list[SSHHost], script_path: Path) -> float:
     procs = []
     for h in hosts:
         with open(script_path, "rb") as stdin:
-            procs.append(subprocess.Popen(
-                ["ssh", "-i", str(h.key_file), "-o", f"UserKnownHostsFile={h.known_hosts[0]}",
-                 "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
-                 "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10", "-p", str(h.port),
-                 f"{h.user}@{h.address}", "bash -s"],
-                stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            ))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        "ssh",
+                        "-i",
+                        str(h.key_file),
+                        "-o",
+                        f"UserKnownHostsFile={h.known_hosts[0]}",
+                        "-o",
+                        "GlobalKnownHostsFile=/dev/null",
+                        "-o",
+                        "StrictHostKeyChecking=yes",
+                        "-o",
+                        "BatchMode=yes",
+                        "-o",
+                        "IdentitiesOnly=yes",
+                        "-o",
+                        "ConnectTimeout=10",
+                        "-p",
+                        str(h.port),
+                        f"{h.user}@{h.address}",
+                        "bash -s",
+                    ],
+                    stdin=stdin,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+            )
     outs = [p.communicate() for p in procs]
     elapsed = time.perf_counter() - t0
-    failed = [(h.name, p.returncode, err[-200:]) for h, p, (out, err) in zip(hosts, procs, outs, strict=True)
-              if p.returncode != 0 or out != b"done\n"]
+    failed = [
+        (h.name, p.returncode, err[-200:])
+        for h, p, (out, err) in zip(hosts, procs, outs, strict=True)
+        if p.returncode != 0 or out != b"done\n"
+    ]
     if failed:
         raise SystemExit(f"openssh node-prep failed: {failed}")
     return elapsed
@@ -163,8 +192,10 @@ def main() -> None:
             for step in steps:
                 step()
         loadavg = Path("/proc/loadavg").read_text().split()[:3]
-    print(f"\nSSH fan-out, {len(hosts)} lab machines (booted in {boot:.1f} s), node-prep script "
-          f"({len(script)} bytes), {args.rounds} rounds, forks={args.forks}, host load {' '.join(loadavg)}\n")
+    print(
+        f"\nSSH fan-out, {len(hosts)} lab machines (booted in {boot:.1f} s), node-prep script "
+        f"({len(script)} bytes), {args.rounds} rounds, forks={args.forks}, host load {' '.join(loadavg)}\n"
+    )
     print("| method | wall time, median (min, max) |")
     print("|---|---|")
     print(f"| kbootstrap SSHTarget: connect_all + one `run` per host | {fmt(rows['ours'])} |")

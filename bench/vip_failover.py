@@ -50,8 +50,10 @@ def main() -> int:
         print(f"| {trial} | `lab {how}` | {old} | {new} | {took:.2f} |")
     for how in ("stop", "stop --force"):
         times = [r[4] for r in rows if r[1] == how]
-        print(f"\n`lab {how}`: min {min(times):.2f}s, median {statistics.median(times):.2f}s, max {max(times):.2f}s "
-              f"over {len(times)} trials (advert_int 1 s)")
+        print(
+            f"\n`lab {how}`: min {min(times):.2f}s, median {statistics.median(times):.2f}s, max {max(times):.2f}s "
+            f"over {len(times)} trials (advert_int 1 s)"
+        )
     return 0
 
 
