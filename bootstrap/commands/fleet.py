@@ -22,6 +22,7 @@ from bootstrap.validate.fleet import VALIDATE_PHASES, validate_fleet
 from bootstrap.validate.zones import check_zones
 from bootstrap.workflow.cluster import (
     SharedPKI,
+    artifact_base_url,
     bundle_for,
     etcd_members,
     fleet_cluster_spec,
@@ -62,6 +63,7 @@ def run_fleet_init(params: dict[str, Any], limit: list[str] | None = None, *, on
     cluster = fleet_cluster_spec(params, inv)
     zones = check_zones(inv.hosts)
     bundle = bundle_for(inv, params.get("bundle"))
+    base_url = artifact_base_url(inv, params.get("upstream_url"))
     pki_dir = Path(params.get("pki_dir") or Path("pki") / inv.path.parent.name)
     shared = SharedPKI(pki_dir)
     dry_run = bool(params.get("dry_run"))
@@ -101,7 +103,12 @@ def run_fleet_init(params: dict[str, Any], limit: list[str] | None = None, *, on
             targets[n] = ReadAheadTarget(c)
             host = inv.host(n)
             contexts[n] = RunContext(
-                node_spec(cluster, host, members), targets[n], dry_run=dry_run, bundle=bundle, roles=host.roles
+                node_spec(cluster, host, members),
+                targets[n],
+                dry_run=dry_run,
+                bundle=bundle,
+                roles=host.roles,
+                artifact_base_url=base_url,
             )
         run = FleetRun(
             {n: inv.host(n) for n in names},

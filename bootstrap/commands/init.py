@@ -82,6 +82,10 @@ _FLEET_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--pki-dir", help="Where the control machine keeps the cluster's CAs. [default: pki/<inventory dir>]"),
     click.option("--bundle", help="Offline bundle directory (default: the inventory's kbootstrap_bundle)."),
     click.option(
+        "--upstream-url",
+        help="Without a bundle, fetch kubelet/kubeadm/kubectl (sha256-pinned) from this mirror. [default: dl.k8s.io]",
+    ),
+    click.option(
         "--transport",
         type=click.Choice(["ssh", "ansible"]),
         default="ssh",

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import shlex
 
+from bootstrap.artifacts import upstream
 from bootstrap.artifacts.bundle import ETCD_PACKAGES, Bundle, packages_to_install
+from bootstrap.artifacts.upstream import ARCHES
 from bootstrap.errors import PhaseError
 from bootstrap.phases.base import Phase
 from bootstrap.render.node import (
@@ -174,16 +176,21 @@ echo "containerd's CRI plugin is not answering on /run/containerd/containerd.soc
 # ---- binaries ----------------------------------------------------------------------------------
 def _binary_phase(name: str) -> Phase:
     def run(ctx: RunContext) -> None:
-        src = ctx.bundle.binary(name) if ctx.bundle else None
-        if src is None:
-            where = f"the bundle at {ctx.bundle.root} has no bin/{name}" if ctx.bundle else "no bundle is configured"
-            raise PhaseError(
-                f"{name}: artifact missing ({where})",
-                hint="add it with `kbootstrap bundle create --binaries-from DIR`, "
-                f"or skip with --skip-phases binaries/{name}",
-            )
-        assert ctx.bundle is not None
-        want = ctx.bundle.sha256(f"bin/{name}")
+        if ctx.bundle is None:
+            # No bundle: the upstream release, downloaded once on the control machine, pinned sha256.
+            arch = ctx.target.run("uname -m").stdout.strip()
+            if arch not in ARCHES:
+                raise PhaseError(f"{name}: no upstream build for machine type {arch!r} on {ctx.target.name}")
+            src, want = upstream.fetch(name, ctx.spec.kubernetes_version, ARCHES[arch], base_url=ctx.artifact_base_url)
+        else:
+            bundled = ctx.bundle.binary(name)
+            if bundled is None:
+                raise PhaseError(
+                    f"{name}: artifact missing (the bundle at {ctx.bundle.root} has no bin/{name})",
+                    hint="add it with `kbootstrap bundle create --binaries-from DIR`, "
+                    f"or skip with --skip-phases binaries/{name}",
+                )
+            src, want = bundled, ctx.bundle.sha256(f"bin/{name}")
         path = f"{BIN_DIR}/{name}"
         stamp = f"{STAMP_DIR}/{name}"
         # Hashing a 60 MB binary on every run costs more than the rest of a rerun: a stamp records

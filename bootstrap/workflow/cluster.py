@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap.artifacts.bundle import Bundle
+from bootstrap.artifacts.upstream import DEFAULT_BASE_URL
 from bootstrap.errors import PKIError, UsageError
 from bootstrap.phases import control_plane, etcd, kubeconfig, kubelet, node
 from bootstrap.phases.base import Phase
@@ -241,6 +242,18 @@ def fleet_phases(cluster: ClusterSpec, shared: SharedPKI, first_cp: str, dry_run
 
 def fleet_phase_paths(phases: list[FleetPhase]) -> list[str]:
     return [p for fp in phases for p, _ in fp.phase.walk()]
+
+
+def artifact_base_url(inv: Inventory, override: str | None = None) -> str:
+    """Where binaries come from without a bundle: --upstream-url, our inventory var, Kubespray's
+    files_repo (same layout under /dl.k8s.io/release), else the upstream release site."""
+    if override:
+        return override
+    if inv.vars.get("kbootstrap_upstream_url"):
+        return str(inv.vars["kbootstrap_upstream_url"])
+    if inv.vars.get("files_repo"):
+        return f"{str(inv.vars['files_repo']).rstrip('/')}/dl.k8s.io/release"
+    return DEFAULT_BASE_URL
 
 
 def bundle_for(inv: Inventory, override: str | None) -> Bundle | None:

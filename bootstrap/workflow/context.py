@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bootstrap.artifacts.bundle import Bundle
+from bootstrap.artifacts.upstream import DEFAULT_BASE_URL
 from bootstrap.spec.model import ClusterSpec
 from bootstrap.transport.base import Target
 from bootstrap.workflow.report import Change, PhaseResult, Status
@@ -22,6 +23,8 @@ class RunContext:
     phase: PhaseResult = field(default_factory=lambda: PhaseResult("-"))
     # Fleet runs: where artifacts come from, and this node's roles in the cluster.
     bundle: Bundle | None = None
+    # Without a bundle, binaries come from this release site or mirror (pinned sha256).
+    artifact_base_url: str = DEFAULT_BASE_URL
     roles: frozenset[str] = frozenset({"kube_control_plane", "etcd"})
 
     def record(self, item: str, status: Status, detail: str = "") -> None:
