@@ -48,6 +48,20 @@ BENCHES += [
 ]
 
 
+NOTES = """## Reading these numbers
+
+- Every lab machine runs on the same 2 cores as the control machine, so work on the nodes grows
+  with their number: on 100 machines the OpenSSH floor itself is ~4.6x its 20-machine figure. We
+  stay at about half the OpenSSH floor at both sizes; the issue's "100 machines within 3x of 20"
+  is not met here for that reason, and would need machines that do not share our CPU.
+- `init -i` ends with netcheck and node validation. The rerun target (<= 5 s) is met by the
+  provisioning itself; with validation the whole command takes longer (both are shown), and
+  `--skip-phases validate` leaves only provisioning.
+- The Ansible figures come from the same lab size in the same run; where Ansible's time goes is
+  printed by its benchmark.
+"""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repetitions and smaller labs")
@@ -84,6 +98,7 @@ def main() -> None:
         )
         print(body, flush=True)
         parts += [f"## {title}", "", f"`python bench/{' '.join(argv)}` ({took:.0f} s)", "", body, ""]
+    parts.append(NOTES)
     Path(args.out).write_text("\n".join(parts) + "\n")
     print(f"wrote {args.out}")
 
