@@ -9,7 +9,6 @@ passes the checksum explicitly.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import urllib.error
@@ -17,6 +16,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from bootstrap.artifacts.bundle import sha256_file
 from bootstrap.errors import ConfigError, TransportError
 
 DEFAULT_BASE_URL = "https://dl.k8s.io/release"
@@ -42,7 +42,7 @@ def release_url(name: str, version: str, arch: str, base_url: str = DEFAULT_BASE
     return f"{base_url.rstrip('/')}/{version}/bin/linux/{arch}/{name}"
 
 
-def pinned_sha256(name: str, version: str, arch: str, pins: Mapping[tuple[str, str, str], str] = PINNED) -> str:
+def pinnedsha256_file(name: str, version: str, arch: str, pins: Mapping[tuple[str, str, str], str] = PINNED) -> str:
     try:
         return pins[(name, version, arch)]
     except KeyError:
@@ -63,10 +63,10 @@ def fetch(
     timeout: float = 60.0,
 ) -> tuple[Path, str]:
     """The verified binary in the control machine's cache (downloaded if needed) and its sha256."""
-    want = pinned_sha256(name, version, arch, pins)
+    want = pinnedsha256_file(name, version, arch, pins)
     dest = cache / version / arch / name
     with _lock_for(dest):  # hosts in parallel ask for the same file: download it once
-        if dest.is_file() and _sha256(dest) == want:
+        if dest.is_file() and sha256_file(dest) == want:
             return dest, want
         dest.parent.mkdir(parents=True, exist_ok=True)
         url = release_url(name, version, arch, base_url)
@@ -83,7 +83,7 @@ def fetch(
                 hint="no route to the release site? build an offline bundle (`kbootstrap bundle create "
                 "--binaries-from DIR`) or point --upstream-url at a mirror",
             ) from None
-        got = _sha256(tmp)
+        got = sha256_file(tmp)
         if got != want:
             tmp.unlink(missing_ok=True)
             raise TransportError(
@@ -98,11 +98,3 @@ def fetch(
 def _lock_for(path: Path) -> threading.Lock:
     with _locks_guard:
         return _locks.setdefault(path, threading.Lock())
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

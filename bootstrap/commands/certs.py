@@ -9,12 +9,13 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from bootstrap.commands.common import emit, output_option, rootfs_option
+from bootstrap.durations import short_human_duration
 from bootstrap.errors import UsageError
 from bootstrap.pki import catalog
 from bootstrap.pki.store import Expiry, cert_expiry, renew_leaf, target_reader
@@ -75,25 +76,6 @@ def _kubeconfig_item(kdef: kc.KubeconfigDef) -> Renewable:
         return kc.kubeconfig_expiry(read, kdef, kdir, cert_dir)
 
     return Renewable(kdef.file, kdef.renew_long_name, renew, expiry)
-
-
-def short_human_duration(d: timedelta) -> str:
-    """apimachinery duration.ShortHumanDuration, as kubeadm prints RESIDUAL TIME."""
-    seconds = int(d.total_seconds())
-    if seconds < -1:
-        return "<invalid>"
-    if seconds < 0:
-        return "0s"
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds // 60 < 60:
-        return f"{seconds // 60}m"
-    hours = seconds // 3600
-    if hours < 24:
-        return f"{hours}h"
-    if hours < 24 * 365:
-        return f"{hours // 24}d"
-    return f"{hours // (24 * 365)}y"
 
 
 def tabwrite(lines: list[str], *, minwidth: int = 10, padding: int = 3) -> str:

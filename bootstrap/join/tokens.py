@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bootstrap.durations import short_human_duration
 from bootstrap.errors import UsageError
 
 TOKEN_PATTERN = r"\A([a-z0-9]{6})\.([a-z0-9]{16})\z"
@@ -191,26 +192,6 @@ def from_secret(secret: Mapping[str, Any]) -> BootstrapToken:
     )
     groups = tuple(g for g in data.get(KEY_GROUPS, "").split(",") if g)
     return BootstrapToken(token, data.get(KEY_DESCRIPTION, ""), None, expires, usages, groups)
-
-
-def short_human_duration(d: timedelta) -> str:
-    """apimachinery's duration.ShortHumanDuration, as `kubeadm token list` shows TTLs."""
-    seconds = int(d.total_seconds())
-    if seconds < -1:
-        return "<invalid>"
-    if seconds < 0:
-        return "0s"
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes}m"
-    hours = minutes // 60
-    if hours < 24:
-        return f"{hours}h"
-    if hours < 24 * 365:
-        return f"{hours // 24}d"
-    return f"{hours // (24 * 365)}y"
 
 
 def list_row(bt: BootstrapToken, now: datetime) -> list[str]:
