@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,7 +47,8 @@ def cluster(module_lab_factory: Any, bundle: Path, tmp_path_factory: pytest.Temp
     inventory = Path(lab.inventory_dir) / "hosts.yaml"
     pki = tmp_path_factory.mktemp("pki")
     proc = run("-m", "bootstrap.cli", "init", "-i", str(inventory), "--pki-dir", str(pki), "-o", "json", timeout=600)
-    assert proc.returncode == 0, f"init failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
+    failing = re.findall(r'\{[^{}]*"(?:status|result)": "(?:fail|error)"[^{}]*\}', proc.stdout)[:10]
+    assert proc.returncode == 0, f"init failed: {failing}\n{proc.stdout[-1500:]}\n{proc.stderr[-2000:]}"
     return {"lab": lab, "inventory": str(inventory)}
 
 
