@@ -580,19 +580,7 @@ class SSHTarget:
         self, command: str, stdin: bytes, *, timeout: float | None, what: str
     ) -> tuple[int, bytes, bytes]:
         deadline = None if timeout is None else time.monotonic() + timeout
-        for attempt in range(CHANNEL_RETRIES + 1):
-            try:
-                chan = self._transport.open_session(timeout=self.host.connect_timeout)
-                break
-            except paramiko.ChannelException as exc:  # sshd said no to one more channel (MaxSessions)
-                if attempt == CHANNEL_RETRIES:
-                    raise TransportError(
-                        f"{self.host.where} refused a new SSH channel during {what}: {exc.text}",
-                        hint="raise MaxSessions in its sshd_config, or run fewer commands at once",
-                    ) from None
-                time.sleep(0.05 * 2**attempt)  # closed channels are freed a moment later
-            except (paramiko.SSHException, EOFError, OSError):
-                raise self._lost(what) from None
+        chan = self._start(command, what)
         out, err = bytearray(), bytearray()
 
         def expired() -> bool:
@@ -601,8 +589,6 @@ class SSHTarget:
             return deadline is not None and time.monotonic() > deadline
 
         try:
-            chan.settimeout(1.0)  # wake up regularly to drain stderr and check deadline / liveness
-            chan.exec_command(command)
             if len(stdin) <= 1 << 20:  # fits in the server's 2 MiB window: cannot block
                 self._send(chan, stdin)
             else:  # big input: send while we read, or a chatty script could deadlock us
@@ -635,6 +621,32 @@ class SSHTarget:
             raise self._lost(what) from None
         finally:
             chan.close()
+
+    def _start(self, command: str, what: str) -> paramiko.Channel:
+        """A channel running command. Opening a channel or the exec request can fail while the
+        connection is fine (sshd at MaxSessions, or too slow to answer on a loaded host): the
+        command has not started then, so it is retried with backoff; a dead connection is "lost"."""
+        for attempt in range(CHANNEL_RETRIES + 1):
+            chan = None
+            try:
+                chan = self._transport.open_session(timeout=self.host.connect_timeout)
+                chan.settimeout(1.0)  # wake up regularly to drain stderr and check deadline / liveness
+                chan.exec_command(command)
+                return chan
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                if chan is not None:
+                    chan.close()
+                if not self._transport.is_active():
+                    raise self._lost(what) from None
+                if attempt == CHANNEL_RETRIES:
+                    reason = exc.text if isinstance(exc, paramiko.ChannelException) else str(exc) or type(exc).__name__
+                    raise TransportError(
+                        f"{self.host.where} would not start {what}: {reason}",
+                        hint="sshd refused or did not answer a new session; raise MaxSessions or retry when "
+                        "the host is less loaded",
+                    ) from None
+                time.sleep(0.05 * 2**attempt)  # closed channels are freed a moment later
+        raise AssertionError("unreachable")
 
     def _send(self, chan: paramiko.Channel, data: bytes) -> None:
         """All of data, then EOF. Stops quietly if the channel goes away (the reader reports that)."""
