@@ -35,6 +35,7 @@ from bootstrap.phases import control_plane, etcd, kubelet
 from bootstrap.phases.base import Phase
 from bootstrap.pki.store import ensure_pki
 from bootstrap.render.kubeconfig import KUBECONFIG_MODE, build_kubeconfig, ensure_kubeconfigs
+from bootstrap.spec.endpoint import url_host
 from bootstrap.spec.model import KUBERNETES_DIR, ClusterSpec, EtcdMember, EtcdMode, split_host_port
 from bootstrap.transport.base import CommandResult, Target
 from bootstrap.workflow.context import RunContext
@@ -330,20 +331,42 @@ def wait_etcd_healthy(
     raise PhaseError(f"etcd cluster is not healthy after {attempts} checks: {last}", hint="see `journalctl -u etcd`")
 
 
+# etcd refuses a membership change while the members would not be a healthy quorum after it, and a
+# member counts as active only ~5 s after it connected: right after a join, `member add` (the next
+# member) and `member remove` answer "unhealthy cluster" for a while. kubeadm retries its etcd calls
+# with backoff; so do we, for those answers only.
+RETRYABLE_RECONFIG = ("unhealthy cluster", "too many requests")
+
+
+def reconfigure(etcdctl: Etcdctl, args: str, *, timeout: float = 40.0, interval: float = 2.0) -> CommandResult:
+    """A `member add|remove` call, retried while etcd says the cluster is not ready for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = etcdctl(args)
+        text = (result.stdout + result.stderr).lower()
+        if result.ok or not any(r in text for r in RETRYABLE_RECONFIG) or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)
+
+
+def remove_member(etcdctl: Etcdctl, hex_id: str, *, timeout: float = 40.0, interval: float = 2.0) -> CommandResult:
+    return reconfigure(etcdctl, f"member remove {hex_id}", timeout=timeout, interval=interval)
+
+
 def join_etcd_member(ctx: RunContext, etcdctl: Etcdctl, *, promote_timeout: float = 60.0) -> None:
     """Add this node as a learner (if not yet a member), write its etcd unit/manifest with
     --initial-cluster = existing members + self and state `existing`, start it, promote it, wait
     until the whole cluster is healthy. Safe to rerun after a failure at any step."""
     spec = ctx.spec
     name = spec.node.name
-    peer_url = f"https://{_bracket(spec.advertise_address)}:2380"
+    peer_url = f"https://{url_host(spec.advertise_address)}:2380"
     members = member_list(etcdctl)
     mine = next((m for m in members if peer_url in m.peer_urls), None)
     if mine is None:
         if ctx.dry_run:
             ctx.record(f"etcd member {name}", Status.CREATED, f"would add {peer_url} as a learner")
             return
-        result = etcdctl(f"member add {name} --peer-urls={peer_url} --learner")
+        result = reconfigure(etcdctl, f"member add {name} --peer-urls={peer_url} --learner")
         if not result.ok:
             raise PhaseError(f"etcd member add {name} failed: {_last_line(result)}")
         ctx.record(f"etcd member {name}", Status.CREATED, f"added {peer_url} as a learner")
@@ -394,10 +417,6 @@ def _etcd_file(spec: ClusterSpec) -> str:
     from bootstrap.spec.model import MANIFESTS_DIR
 
     return ETCD_SYSTEMD_UNIT_PATH if spec.etcd_mode == EtcdMode.HOST else f"{MANIFESTS_DIR}/etcd.yaml"
-
-
-def _bracket(ip: str) -> str:
-    return f"[{ip}]" if ":" in ip else ip
 
 
 __all__ = ["JoinPlan", "JoinRequest", "KbootstrapError", "join_etcd_member", "join_phases", "plan_join"]

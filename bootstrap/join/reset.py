@@ -29,6 +29,10 @@ KUBECONFIG_FILES = (
     "scheduler.conf",
 )
 TMP_DIR = f"{KUBERNETES_DIR}/tmp"
+# How many pods and containers the CRI holds; nothing when crictl is missing or the CRI is down.
+CRI_OBJECTS = (
+    "command -v crictl >/dev/null || exit 0; { crictl pods -q; crictl ps -aq; } 2>/dev/null | grep -c . || true"
+)
 ETCD_DATA_DIR = "/var/lib/etcd"
 NOT_CLEANED = (
     "The reset process does not clean CNI configuration: remove /etc/cni/net.d yourself",
@@ -84,7 +88,7 @@ def remove_etcd_member_phase(cert_dir: str, *, already_removed: bool = False) ->
 
 def leave_etcd(ctx: RunContext, cert_dir: str) -> None:
     """`member remove` of this node's own member, through its local endpoint and client cert."""
-    from bootstrap.join.node import _last_line, etcdctl_on, member_list
+    from bootstrap.join.node import _last_line, etcdctl_on, member_list, remove_member
 
     etcdctl = etcdctl_on(ctx.target, cert_dir)
     status = etcdctl("endpoint status -w json")
@@ -103,7 +107,7 @@ def leave_etcd(ctx: RunContext, cert_dir: str) -> None:
     if len(members) <= 1:
         ctx.skip("etcd member", "the only member of its cluster: nothing to leave, the data dir is wiped")
         return
-    result = etcdctl(f"member remove {format(own, 'x')}")
+    result = remove_member(etcdctl, format(own, "x"))
     if not result.ok:
         ctx.warn("etcd member", f"member remove failed ({_last_line(result)}): remove it from a surviving member")
         return
@@ -115,18 +119,24 @@ def cleanup_node_phase(cert_dir: str, *, cleanup_tmp_dir: bool = False) -> Phase
         target = ctx.target
         live = target.live and not ctx.dry_run
         if live:
-            if target.run("systemctl list-unit-files kubelet.service >/dev/null 2>&1").ok:
+            # What was running is reported as changed; a second reset finds nothing and says so.
+            if target.run("systemctl is-active --quiet kubelet").ok:
                 target.run("systemctl stop kubelet >/dev/null 2>&1 || true", timeout=90)
                 ctx.record("stop kubelet", Status.UPDATED, "systemctl stop kubelet")
+            else:
+                ctx.record("stop kubelet", Status.UNCHANGED, "the kubelet is not running")
             # Mounts under /var/lib/kubelet (resolved, as kubeadm does), deepest first.
             target.run(
                 f"d=$(readlink -f {KUBELET_DIR}) && awk -v d=\"$d/\" 'index($2, d)==1 {{print $2}}' "
                 "/proc/mounts | sort -r | xargs -r -n1 umount",
                 timeout=60,
             )
-            if target.run("command -v crictl >/dev/null").ok:
+            found = target.run(CRI_OBJECTS, timeout=60).stdout.strip()
+            if found.isdigit() and int(found) > 0:
                 target.run("crictl rmp -fa >/dev/null 2>&1; crictl rm -fa >/dev/null 2>&1; true", timeout=120)
-                ctx.record("containers", Status.UPDATED, "crictl: removed pods and containers")
+                ctx.record("containers", Status.UPDATED, f"crictl: removed {found} pods and containers")
+            elif found.isdigit():
+                ctx.record("containers", Status.UNCHANGED, "no pods or containers")
         elif target.live:
             ctx.skip("stop kubelet", "dry-run: nothing is stopped")
         else:

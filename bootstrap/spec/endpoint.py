@@ -99,7 +99,8 @@ class EndpointSpec(Frozen):
         return next((b for b in self.backends if b.address == address), None)
 
 
-def _host(host: str) -> str:
+def url_host(host: str) -> str:
+    """An address as it stands in a URL: IPv6 in brackets."""
     return f"[{host}]" if ":" in host else host
 
 
@@ -121,13 +122,13 @@ def control_plane_endpoint_for(endpoint: EndpointSpec | None, control_planes: It
     (see `node_api_server`).
     """
     if endpoint is not None and endpoint.mode != EndpointMode.LOCALHOST:
-        return f"{_host(endpoint.address)}:{endpoint.port}"
+        return f"{url_host(endpoint.address)}:{endpoint.port}"
     first = next(iter(control_planes), None)
     if first is None:
         raise ConfigError("kube_control_plane", "no control plane to take the API endpoint from")
     addr = getattr(first, "ip", None) or first.address
     port = endpoint.backends[0].port if endpoint is not None and endpoint.backends else DEFAULT_APISERVER_PORT
-    return f"{_host(addr)}:{port}"
+    return f"{url_host(addr)}:{port}"
 
 
 def node_api_server(endpoint: EndpointSpec | None, is_control_plane: bool, default: str) -> str:

@@ -202,6 +202,13 @@ def _parse_ini(
     return groups, host_vars, group_vars
 
 
+def ansible_bool(value: Any) -> bool:
+    """A boolean as Ansible reads one: a quoted or templated "false"/"no"/"0" is false."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("yes", "on", "1", "true", "y", "t")
+    return bool(value)
+
+
 def _ini_value(value: str) -> Any:
     try:
         return yaml.safe_load(value) if value else ""
@@ -327,7 +334,7 @@ def _finish(
                 port=int(hv.get("ansible_port", 22)),
                 user=str(hv.get("ansible_user", "root")),
                 key_file=str(key) if key else None,
-                become=bool(hv.get("ansible_become", False)),
+                become=ansible_bool(hv.get("ansible_become", False)),
                 etcd_member_name=str(hv.get("etcd_member_name", "")),
                 zone=str(hv.get("zone", hv.get("kbootstrap_zone", ""))),
                 vars=hv,

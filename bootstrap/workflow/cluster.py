@@ -22,7 +22,7 @@ from bootstrap.phases.preflight import PHASE as PREFLIGHT
 from bootstrap.pki import catalog
 from bootstrap.pki.store import ensure_pki
 from bootstrap.render.kubeconfig import ALL_KUBECONFIGS, ensure_kubeconfigs, node_kubeconfigs
-from bootstrap.spec.endpoint import control_plane_endpoint_for, endpoint_from_inventory, endpoint_sans
+from bootstrap.spec.endpoint import control_plane_endpoint_for, endpoint_from_inventory, endpoint_sans, url_host
 from bootstrap.spec.inventory import Inventory, InventoryHost
 from bootstrap.spec.load import build_spec
 from bootstrap.spec.model import KUBERNETES_DIR, ClusterSpec, EtcdMember, EtcdMode, NodeRegistration
@@ -78,11 +78,7 @@ def node_spec(cluster: ClusterSpec, host: InventoryHost, members: tuple[EtcdMemb
 
 
 def etcd_members(inv: Inventory) -> tuple[EtcdMember, ...]:
-    return tuple(EtcdMember(name=h.name, peer_url=f"https://{_bracket(h.ip)}:2380") for h in inv.hosts if h.is_etcd)
-
-
-def _bracket(ip: str) -> str:
-    return f"[{ip}]" if ":" in ip else ip
+    return tuple(EtcdMember(name=h.name, peer_url=f"https://{url_host(h.ip)}:2380") for h in inv.hosts if h.is_etcd)
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bootstrap.errors import ConfigError
 from bootstrap.spec.inventory import load_inventory
@@ -115,3 +116,16 @@ def test_malformed_inventories(tmp_path: Path, text: str, message: str) -> None:
         load_inventory(str(p))
     assert message in exc.value.one_line()
     assert exc.value.exit_code == 2
+
+
+def test_ansible_become_is_read_as_ansible_reads_booleans(tmp_path: Path) -> None:
+    """A quoted "false" (or one from a template) does not turn sudo on."""
+    inv = tmp_path / "hosts.yaml"
+    inv.write_text(yaml.safe_dump({"all": {
+        "hosts": {"cp1": {"ansible_host": "10.0.0.1", "ansible_become": "false"},
+                  "w1": {"ansible_host": "10.0.0.2", "ansible_become": "yes"}},
+        "children": {"kube_control_plane": {"hosts": {"cp1": None}}, "etcd": {"hosts": {"cp1": None}},
+                     "kube_node": {"hosts": {"w1": None}}}}}))
+    loaded = load_inventory(str(inv))
+    assert loaded.host("cp1").become is False
+    assert loaded.host("w1").become is True

@@ -121,3 +121,28 @@ def test_an_already_joined_node_is_refused(tmp_path: Path) -> None:
     assert res.exit_code != 0
     assert "[ERROR FileAvailable--etc-kubernetes-kubelet.conf]: /etc/kubernetes/kubelet.conf already exists" in res.output
     assert tree(root) == before
+
+
+def test_member_remove_is_retried_while_etcd_says_unhealthy_cluster() -> None:
+    """Right after a join etcd refuses `member remove` ("unhealthy cluster") until the new member has
+    been active a few seconds: retried. Any other error is returned at once."""
+    from bootstrap.join.node import remove_member
+    from bootstrap.transport.base import CommandResult
+
+    answers = [CommandResult(1, "", "Error: etcdserver: unhealthy cluster")] * 2 + [CommandResult(0, "removed", "")]
+    calls: list[str] = []
+
+    def etcdctl(args: str) -> CommandResult:
+        calls.append(args)
+        return answers[len(calls) - 1]
+
+    assert remove_member(etcdctl, "8e9e05c52164694d", interval=0).ok
+    assert calls == ["member remove 8e9e05c52164694d"] * 3
+
+    calls.clear()
+    answers = [CommandResult(1, "", "Error: etcdserver: member not found")]
+    assert not remove_member(etcdctl, "1", interval=0).ok and len(calls) == 1
+
+    calls.clear()
+    answers = [CommandResult(1, "", "Error: etcdserver: unhealthy cluster")] * 3
+    assert not remove_member(etcdctl, "1", timeout=0, interval=0).ok and len(calls) == 1
