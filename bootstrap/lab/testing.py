@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shlex
 from collections.abc import Iterator
+
+import paramiko
 
 from bootstrap.lab import ops, remote, rootfs
 from bootstrap.lab.hostcmd import which
@@ -43,8 +46,49 @@ def running_lab(
         ops.down(name)
 
 
+# Where `kbootstrap init -i` writes on a node: what tests snapshot, compare and check ownership of.
+NODE_PATHS = (
+    "/etc/kubernetes",
+    "/etc/containerd",
+    "/etc/crictl.yaml",
+    "/etc/sysctl.d/99-kubernetes.conf",
+    "/etc/modules-load.d/kubernetes.conf",
+    "/etc/systemd/system/etcd.service",
+    "/etc/systemd/system/kubelet.service.d",
+    "/usr/bin/kubectl",
+    "/opt/cni/bin",
+    "/var/lib/kubelet",
+    "/var/lib/kbootstrap",
+    "/var/cache/kbootstrap",
+)
+
+
 def sh(
     lab: LabState, machine: str, command: str, stdin: str | None = None, timeout: float = 60
 ) -> tuple[int, str, str]:
     """Run a command on a lab machine over SSH (host key checked): (exit code, stdout, stderr)."""
     return remote.run(lab, lab.machine(machine), command, stdin.encode() if stdin is not None else None, timeout)
+
+
+def sudo_sh(
+    lab: LabState, machine: str, user: str, command: str, stdin: str | None = None, timeout: float = 60
+) -> tuple[int, str, str]:
+    """Like `sh`, logged in as `user` (lab key, host key checked) and run as root through `sudo -n`:
+    for machines where root may not log in over SSH."""
+    m = lab.machine(machine)
+    client = paramiko.SSHClient()
+    client.load_host_keys(str(lab.known_hosts_path))
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    try:
+        client.connect(m.ip, username=user, key_filename=str(lab.key_path), timeout=timeout, banner_timeout=timeout,
+                       auth_timeout=timeout, allow_agent=False, look_for_keys=False)
+        chan = client.get_transport().open_session(timeout=timeout)  # type: ignore[union-attr]
+        chan.settimeout(timeout)
+        chan.exec_command(f"sudo -n -- bash -c {shlex.quote(command)}")
+        if stdin is not None:
+            chan.sendall(stdin.encode())
+        chan.shutdown_write()
+        out, err = chan.makefile("rb").read(), chan.makefile_stderr("rb").read()
+        return chan.recv_exit_status(), out.decode(errors="replace"), err.decode(errors="replace")
+    finally:
+        client.close()

@@ -31,6 +31,7 @@ from typing import Any
 import click
 
 from bootstrap.errors import KbootstrapError, RequirementError, TransportError, UsageError
+from bootstrap.spec.inventory import ansible_bool
 from bootstrap.transport.base import CommandResult, FileState
 from bootstrap.workflow.report import Change, HostReport, PhaseResult, Status
 
@@ -123,7 +124,9 @@ class AnsibleTarget:
 # Steps the roles call: every fleet phase by its name (`kernel`, `certs`, `loadbalancer`...), and the
 # cluster steps the SSH fleet runs around phases (shared CAs before certs, etcd health after etcd),
 # reset and validate.
-SPECIAL_STEPS = ("shared-pki", "etcd-health", "reset", "validate", "join-token", "tls-bootstrap")
+SPECIAL_STEPS = (
+    "shared-pki", "etcd-health", "reset", "netcheck-facts", "netcheck", "validate", "join-token", "tls-bootstrap"
+)
 SPEC_PARAMS = (
     "control_plane_endpoint",
     "apiserver_bind_port",
@@ -160,6 +163,9 @@ class StepInput:
     source: str | None = None  # scale.yml: the running control plane this (delegated) task talks to
     join_token: str | None = None  # scale.yml: the token join-token registered (a fact), or kbootstrap_token
     join_token_note: str = ""
+    join: bool = False  # scale.yml: the play's hosts join a running cluster (`join -i`'s phase list)
+    netcheck_facts: Mapping[str, str] = field(default_factory=dict)  # host -> its netcheck facts script output
+    netcheck_failures: tuple[str, ...] = ()  # this host's failed probes (set by the netcheck step)
 
 
 def step_input(task_vars: Mapping[str, Any], args: Mapping[str, Any], check_mode: bool) -> StepInput:
@@ -190,6 +196,13 @@ def step_input(task_vars: Mapping[str, Any], args: Mapping[str, Any], check_mode
         source=_opt(args.get("source")),
         join_token=_opt(task_vars.get("kbootstrap_join_token") or task_vars.get("kbootstrap_token")),
         join_token_note=str(task_vars.get("kbootstrap_join_token_note") or ""),
+        join=ansible_bool(task_vars.get("kbootstrap_join")),
+        netcheck_facts={
+            str(h): str(v["kbootstrap_netcheck_facts"])
+            for h, v in hostvars.items()
+            if isinstance(v, Mapping) and "kbootstrap_netcheck_facts" in v
+        },
+        netcheck_failures=tuple(str(f) for f in task_vars.get("kbootstrap_netcheck_failures") or ()),
         # Only the wording of the certs phase's detail: set as a fact by the shared-pki step.
         shared_sources={
             str(h): str(hostvars[h]["kbootstrap_shared_pki_source"])
@@ -215,7 +228,11 @@ class _Run:
     skip: set[str]
     bundle: Any
     members: Any
+    job: Any = None  # scale.yml: the FleetJoin whose phase list the steps run
 
+
+# Steps whose phase signs with the cluster CA that the certs step writes (see _phase: check mode).
+SIGNS_WITH_CLUSTER_CA = ("kubeconfig",)
 
 # Steps that ship bundle content to nodes verify the bundle's checksums on the controller; the others
 # only read its manifest (hashing ~100 files in every task on every host was a fifth of a rerun).
@@ -255,7 +272,8 @@ def _load(inp: StepInput, step: str = "") -> _Run:
     cluster = fleet_cluster_spec({k: v for k, v in inp.params.items() if k in SPEC_PARAMS}, inv)
     pki_dir = Path(inp.pki_dir or Path("pki") / inv.path.parent.name)
     shared = SharedPKI(pki_dir)
-    phases = fleet_phases(cluster, shared, first_cp, inp.check_mode)
+    job = _fleet_join(inv, cluster, shared, inp) if inp.join else None
+    phases = job.phases() if job is not None else fleet_phases(cluster, shared, first_cp, inp.check_mode)
     known = set(fleet_phase_paths(phases)) | set(VALIDATE_PHASES) | {"tls-bootstrap"}
     skip: set[str] = set()
     for name in [*inp.skip, *cluster.skip_phases, *(inv.vars.get("kbootstrap_skip_phases") or [])]:
@@ -266,7 +284,7 @@ def _load(inp: StepInput, step: str = "") -> _Run:
             )
         skip.add(name)
     bundle = _bundle(inv, inp.bundle, verify=step in BUNDLE_STEPS)
-    return _Run(inv, cluster, first_cp, shared, phases, skip, bundle, etcd_members(inv))
+    return _Run(inv, cluster, first_cp, shared, phases, skip, bundle, etcd_members(inv), job)
 
 
 def run_step(step: str, inp: StepInput, target: Any) -> dict[str, Any]:
@@ -286,6 +304,10 @@ def run_step(step: str, inp: StepInput, target: Any) -> dict[str, Any]:
             return _etcd_health(run, inp, host, target)
         if step == "reset":
             return _reset(run, inp, host, target)
+        if step == "netcheck-facts":
+            return _netcheck_facts(run, inp, host, target)
+        if step == "netcheck":
+            return _netcheck(run, inp, host, target)
         if step == "validate":
             return _validate(run, inp, host, target)
         if step == "join-token":
@@ -360,10 +382,21 @@ def _phase(run: _Run, inp: StepInput, host: Any, target: Any, step: str) -> dict
         return _not_applicable(host.name, step, f"{step} does not apply to {host.name} ({roles})")
     if step in run.skip:
         return _result(host.name, step, [PhaseResult(step, skipped_reason="skipped by --skip-phases")])
+    ctx = _context(run, inp, host, target)
     if step == "certs":
         _load_shared(run, inp)
-    report = run_phases(_context(run, inp, host, target), (fp.phase,), run.skip)
-    return _result(host.name, step, report.phases)
+    elif step in SIGNS_WITH_CLUSTER_CA and inp.check_mode and "certs" not in run.skip:
+        # A dry run writes nothing: over SSH the kubeconfig phase finds what certs would have written
+        # in the run's in-memory overlay (pki.store). Each Ansible task is a process of its own, so
+        # the certs phase is replayed here into the same overlay, its report discarded.
+        _load_shared(run, inp)
+        certs = next(f for f in run.phases if f.phase.name == "certs")
+        run_phases(ctx, (certs.phase,), run.skip)
+    report = run_phases(ctx, (fp.phase,), run.skip)
+    result = _result(host.name, step, report.phases)
+    if run.job is not None and run.job.etcd_source:  # `join -i` reports the member it joined through
+        result["kbootstrap"]["etcd_source"] = run.job.etcd_source
+    return result
 
 
 def _shared_pki(run: _Run, inp: StepInput, target: Any) -> dict[str, Any]:
@@ -419,22 +452,21 @@ def _reset(run: _Run, inp: StepInput, host: Any, target: Any) -> dict[str, Any]:
     return _result(host.name, "reset", report.phases)
 
 
-def _join(run: _Run, inp: StepInput) -> Any:
-    """`join -i`'s FleetJoin for the play's hosts (the new ones): its checks and its token logic."""
+def _fleet_join(inv: Any, cluster: Any, shared: Any, inp: StepInput) -> Any:
+    """`join -i`'s FleetJoin for the play's hosts (the new ones): its checks, its phase list (no
+    super-admin.conf, etcd members added as learners) and its token logic."""
     from bootstrap.join.tokens import parse_token
     from bootstrap.workflow.scale import FleetJoin
 
     new = list(inp.play_hosts) or [inp.host]
-    for name in new:
-        h = run.inv.host(name)
-        if h.is_control_plane or h.is_etcd:
-            raise UsageError(
-                f"{name}: scale.yml adds workers; control planes and etcd members join one at a time "
-                "through a healthy member",
-                hint=f"use `kbootstrap join -i {run.inv.path} --limit {name}`",
-            )
     token = parse_token(inp.join_token) if inp.join_token else None
-    return FleetJoin(run.inv, run.cluster, new, run.shared, dry_run=inp.check_mode, token=token)
+    return FleetJoin(inv, cluster, new, shared, dry_run=inp.check_mode, token=token, etcd_from_node=True)
+
+
+def _join(run: _Run, inp: StepInput, step: str) -> Any:
+    if run.job is None:
+        raise UsageError(f"the {step} step belongs to scale.yml", hint="set kbootstrap_join: true for the play")
+    return run.job
 
 
 def _join_token(run: _Run, inp: StepInput, target: Any) -> dict[str, Any]:
@@ -442,7 +474,7 @@ def _join_token(run: _Run, inp: StepInput, target: Any) -> dict[str, Any]:
     (or say why not: the kubelet's TLS bootstrap then waits for it), as `join -i` does."""
     from bootstrap.workflow.fleet import FleetRun
 
-    job = _join(run, inp)
+    job = _join(run, inp, "join-token")
     source = inp.source or job.source_cp
     job.source_cp = source
     job._register_tokens(FleetRun({}, {source: target}, {}, {}))
@@ -464,7 +496,7 @@ def _tls_bootstrap(run: _Run, inp: StepInput, host: Any, target: Any) -> dict[st
 
     if host.is_control_plane:
         return _not_applicable(host.name, TLS_BOOTSTRAP, "control planes do not use a bootstrap token")
-    job = _join(run, inp)
+    job = _join(run, inp, TLS_BOOTSTRAP)
     job.token_note = inp.join_token_note
     state = target.read(BOOTSTRAP_KUBECONFIG)
     if state is not None:  # keep the node's own token, as `join -i` does
@@ -477,22 +509,73 @@ def _tls_bootstrap(run: _Run, inp: StepInput, host: Any, target: Any) -> dict[st
     return _result(host.name, TLS_BOOTSTRAP, report.phases)
 
 
+def _netcheck_skipped(run: _Run, inp: StepInput) -> str:
+    if inp.check_mode:
+        return "check mode"
+    return "skipped by --skip-phases" if run.skip & {"validate", "validate/netcheck"} else ""
+
+
+def _netcheck_facts(run: _Run, inp: StepInput, host: Any, target: Any) -> dict[str, Any]:
+    """netcheck's first round on this node: what runs here (the next step's probes depend on it)."""
+    from bootstrap.validate.netcheck import FACTS_SCRIPT, SCRIPT_TIMEOUT
+
+    if why := _netcheck_skipped(run, inp):
+        return _not_applicable(host.name, "netcheck-facts", why)
+    result = target.run(FACTS_SCRIPT, timeout=SCRIPT_TIMEOUT)
+    if not result.ok:  # no facts: the node is reported as not checked, with this reason
+        return {"changed": False, "msg": f"facts script exited {result.exit_code}: {result.stderr.strip()[-200:]}",
+                "kbootstrap": {"host": host.name, "step": "netcheck-facts", "phases": []}}
+    return {
+        "changed": False,
+        "msg": "netcheck facts gathered",
+        "ansible_facts": {"kbootstrap_netcheck_facts": result.stdout},
+        "kbootstrap": {"host": host.name, "step": "netcheck-facts", "phases": [], "netcheck_facts": result.stdout},
+    }
+
+
+def _netcheck(run: _Run, inp: StepInput, host: Any, target: Any) -> dict[str, Any]:
+    """This node's probes (names, pings, ports of every peer), as `kbootstrap netcheck` runs them from
+    it. Failures do not fail the task (the node checks still run); the validate step reports them."""
+    from bootstrap.validate.netcheck import SCRIPT_TIMEOUT, parse_results, plan_for_source, probe_script
+
+    if why := _netcheck_skipped(run, inp):
+        return _not_applicable(host.name, "netcheck", why)
+    probes = plan_for_source(run.inv, run.cluster, inp.netcheck_facts, host.name)
+    result = target.run(probe_script(probes), timeout=SCRIPT_TIMEOUT)
+    failed = [f"{r.probe.target} {r.probe.label}: {r.detail}" for r in parse_results(host.name, probes, result.stdout)
+              if r.failed]
+    return {
+        "changed": False,
+        "msg": f"{len(failed)} probe(s) failed: " + "; ".join(failed[:5]) if failed else f"{len(probes)} probes",
+        "ansible_facts": {"kbootstrap_netcheck_failures": failed},
+        "kbootstrap": {"host": host.name, "step": "netcheck", "phases": [], "netcheck_output": result.stdout},
+    }
+
+
 def _validate(run: _Run, inp: StepInput, host: Any, target: Any) -> dict[str, Any]:
-    """`kbootstrap validate`'s node checks (testinfra over this connection); fails on any failure."""
+    """`kbootstrap validate`'s node checks (testinfra over this connection); fails on any failure,
+    its own or a probe of this node's netcheck."""
     from bootstrap.validate.nodes import ERROR, FAIL, PASS, SKIP, infra_host, node_checks, run_checks
     from bootstrap.workflow.cluster import node_spec
 
-    if run.skip & {"validate", "validate/nodes"} or inp.check_mode:
+    if inp.check_mode or "validate" in run.skip:
         return _not_applicable(host.name, "validate", "check mode" if inp.check_mode else "skipped by --skip-phases")
+    net = [f"netcheck {f}" for f in inp.netcheck_failures]
+    if "validate/nodes" in run.skip:
+        # Still a validation result, not a failed host, as over SSH.
+        return {"changed": False, "failed": bool(net), "msg": "; ".join(net[:5]) or "node checks skipped",
+                "kbootstrap_validate": {"node": host.name, "counts": {}, "checks": []},
+                "kbootstrap": {"host": host.name, "step": "validate", "phases": []}}
     spec = node_spec(run.cluster, host, run.members)
     results = run_checks(infra_host(target), node_checks(host, spec, run.bundle, run.skip), spec)
     bad = [r for r in results if r.status in (FAIL, ERROR)]
     counts = {s: sum(1 for r in results if r.status == s) for s in (PASS, FAIL, SKIP, ERROR)}
+    problems = [*(f"{r.check.id}: {r.message}" for r in bad), *net]
     return {
         "changed": False,
-        "failed": bool(bad),
-        "msg": (f"{len(bad)} check(s) failed: " + "; ".join(f"{r.check.id}: {r.message}" for r in bad[:5]))
-        if bad
+        "failed": bool(problems),
+        "msg": f"{len(problems)} check(s) failed: " + "; ".join(problems[:5])
+        if problems
         else f"{counts[PASS]} checks passed, {counts[SKIP]} skipped",
         "kbootstrap_validate": {"node": host.name, "counts": counts, "checks": [r.to_json() for r in results]},
         "kbootstrap": {"host": host.name, "step": "validate", "phases": []},
@@ -547,6 +630,9 @@ class EventCollector:
     timings: list[TaskTiming] = field(default_factory=list)
     stopped_by: str = ""  # a host whose failure stopped the whole play (any_errors_fatal)
     validation: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # host -> validate step's checks
+    etcd_sources: dict[str, str] = field(default_factory=dict)  # joined member -> the member it joined through
+    netcheck_facts: dict[str, str] = field(default_factory=dict)  # host -> its netcheck facts output
+    netcheck_outputs: dict[str, str] = field(default_factory=dict)  # host -> its probe script output
 
     def __post_init__(self) -> None:
         self.reports = {h: HostReport(h) for h in self.hosts}
@@ -576,6 +662,12 @@ class EventCollector:
         ours = res.get("kbootstrap") if isinstance(res, Mapping) else None
         if isinstance(ours, Mapping):
             self._phases(host, ours)
+            if ours.get("etcd_source"):
+                self.etcd_sources[host] = str(ours["etcd_source"])
+            if "netcheck_facts" in ours:
+                self.netcheck_facts[host] = str(ours["netcheck_facts"])
+            if "netcheck_output" in ours:
+                self.netcheck_outputs[host] = str(ours["netcheck_output"])
         if isinstance(res.get("kbootstrap_validate"), Mapping):
             # Validation failures are the report's `validation`, not a failed host (as over SSH).
             self.validation[host] = res["kbootstrap_validate"]
@@ -797,7 +889,7 @@ def _fleet_command(
     names = [h.name for h in inv.hosts if not limit or h.name in limit]
     output = params.get("output", "text")
     dry_run = bool(params.get("dry_run"))
-    validate = playbook == "cluster.yml" and not dry_run and not skip & {"validate", "validate/nodes"}
+    validate = playbook == "cluster.yml" and not dry_run and "validate" not in skip
     progress = Progress(names, enabled=output == "text")
     with progress:
         progress.note(f"ansible-playbook {playbook} on {len(names)} hosts")
@@ -814,7 +906,7 @@ def _fleet_command(
             on_host_failed=progress.host_failed,
         )
     reports = {n: result.collector.report(n) for n in names}
-    validation = validation_result(result.collector, names, output) if validate else None
+    validation = validation_result(result, inv, cluster, names, output, skip) if validate else None
     data: dict[str, Any] = {
         "hosts": {n: reports[n].to_json() for n in names},
         "skipped_phases": skipped,
@@ -823,7 +915,7 @@ def _fleet_command(
     }
     if playbook == "scale.yml":  # as `join -i` words and shapes it
         data["skipped_phases"] = dict.fromkeys(skipped, "--skip-phases or the inventory (kbootstrap_skip_phases)")
-        data["etcd_joined_through"] = None
+        data["etcd_joined_through"] = next(iter(result.collector.etcd_sources.values()), None)
     if playbook == "cluster.yml":
         data["validation"] = validation.to_json() if validation is not None else None
         data["zones"] = {"warnings": zones.warnings, "suggestion": zones.suggestion or None}
@@ -842,30 +934,47 @@ def _fleet_command(
         raise SystemExit(1)
 
 
-NETCHECK_NOT_RUN = "not run by the ansible transport: run `kbootstrap netcheck -i INVENTORY`"
-
-
-def validation_result(collector: EventCollector, names: list[str], output: str) -> Any:
-    """The node checks the validate role ran, as `init -i` reports its validation (netcheck aside)."""
+def validation_result(
+    result: PlaybookRun, inv: Any, cluster: Any, names: list[str], output: str, skip: set[str]
+) -> Any:
+    """The validate role's netcheck and node checks, as `init -i` reports its validation."""
     from bootstrap.validate.fleet import ValidationResult
+    from bootstrap.validate.netcheck import assemble_report
     from bootstrap.validate.nodes import CheckResult, NodeCheck, NodeReport
 
-    nodes = []
-    for n in names:
-        got = collector.validation.get(n)
-        if got is None:
-            nodes.append(NodeReport(n, error=collector.report(n).error or "not validated: failed earlier in this run"))
-            continue
-        results = [
-            CheckResult(
-                NodeCheck(str(c.get("id")), str(c.get("kind")), str(c.get("subject")), why=str(c.get("why") or "")),
-                str(c.get("status")),
-                str(c.get("message") or ""),
-            )
-            for c in got.get("checks") or []
-        ]
-        nodes.append(NodeReport(n, results))
-    return ValidationResult(None, nodes, output=output, skipped={"netcheck": NETCHECK_NOT_RUN})
+    collector = result.collector
+
+    def why_not(n: str) -> str:
+        return collector.report(n).error or "not validated: failed earlier in this run"
+
+    skipped: dict[str, str] = {}
+    net = None
+    if "validate/netcheck" in skip:
+        skipped["netcheck"] = "--skip-phases"
+    else:
+        seconds = max((t.seconds for t in collector.timings if t.task.startswith("Netcheck")), default=0.0)
+        net = assemble_report(inv, cluster, collector.netcheck_facts, collector.netcheck_outputs,
+                              {n: why_not(n) for n in names}, names, seconds)
+    nodes = None
+    if "validate/nodes" in skip:
+        skipped["validate"] = "--skip-phases"
+    else:
+        nodes = []
+        for n in names:
+            got = collector.validation.get(n)
+            if got is None:
+                nodes.append(NodeReport(n, error=why_not(n)))
+                continue
+            checks = [
+                CheckResult(
+                    NodeCheck(str(c.get("id")), str(c.get("kind")), str(c.get("subject")), why=str(c.get("why") or "")),
+                    str(c.get("status")),
+                    str(c.get("message") or ""),
+                )
+                for c in got.get("checks") or []
+            ]
+            nodes.append(NodeReport(n, checks))
+    return ValidationResult(net, nodes, output=output, skipped=skipped)
 
 
 def run_fleet_init_ansible(params: dict[str, Any], limit: list[str] | None = None) -> None:

@@ -410,6 +410,41 @@ def _pmap(fn: Callable[[str], Any], names: Sequence[str], forks: int) -> dict[st
         return dict(zip(names, pool.map(fn, names), strict=True))
 
 
+# ---- in pieces, for the Ansible transport -------------------------------------------------------------
+# There each node gathers its facts in one task and runs its own probes in the next (Ansible sees one
+# host per task); the raw outputs come back to the controller, which plans again from the same facts
+# and parses them as run_netcheck would.
+
+
+def plan_for_source(inv: Inventory, spec: ClusterSpec, facts_text: Mapping[str, str], source: str) -> list[Probe]:
+    """One source's probes, from the facts scripts' outputs of the nodes that answered."""
+    facts = {n: parse_facts(t) for n, t in facts_text.items()}
+    return plan_probes(inv, spec, facts, sources=[source])[source]
+
+
+def assemble_report(
+    inv: Inventory,
+    spec: ClusterSpec,
+    facts_text: Mapping[str, str],
+    outputs: Mapping[str, str],
+    why_not: Mapping[str, str],
+    names: Sequence[str],
+    seconds: float = 0.0,
+) -> NetcheckReport:
+    """The report from each source's probe script output; sources without one did not run, and why."""
+    facts = {n: parse_facts(t) for n, t in facts_text.items()}
+    plan = plan_probes(inv, spec, facts, sources=names)
+    results: list[ProbeResult] = []
+    why: dict[str, str] = {}
+    for n in names:
+        if n in outputs:
+            results += parse_results(n, plan[n], outputs[n])
+        else:
+            why[n] = why_not.get(n) or "did not run its probes"
+            results += run_source(n, None, plan[n], f"{n} unreachable: {why[n]}")
+    return NetcheckReport(list(names), results, why, seconds)
+
+
 def run_netcheck(
     inv: Inventory,
     spec: ClusterSpec,

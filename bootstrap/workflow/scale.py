@@ -30,6 +30,7 @@ from bootstrap.join.node import (
     etcdctl_on,
     join_etcd_member,
     member_list,
+    remove_member,
     wait_etcd_healthy,
 )
 from bootstrap.join.reset import reset_phases
@@ -38,6 +39,7 @@ from bootstrap.phases import etcd as etcd_phase
 from bootstrap.phases import kubeconfig as kubeconfig_phase
 from bootstrap.phases.base import Phase
 from bootstrap.render.kubeconfig import KUBECONFIG_MODE, build_kubeconfig, ensure_kubeconfigs, parse_kubeconfig
+from bootstrap.spec.endpoint import url_host
 from bootstrap.spec.inventory import Inventory, InventoryHost, load_inventory
 from bootstrap.spec.model import ClusterSpec, EtcdMode
 from bootstrap.transport.base import Target
@@ -88,8 +90,13 @@ class FleetJoin:
         *,
         dry_run: bool,
         token: Token | None,
+        etcd_from_node: bool = False,
     ) -> None:
         self.inv, self.cluster, self.limit, self.shared, self.dry_run = inv, cluster, limit, shared, dry_run
+        # Over SSH the control machine runs etcdctl on a healthy member (`_pick_etcd_source`). The
+        # Ansible transport sees one host per task, so there the joining node reaches the cluster
+        # itself, with its own etcd client certificate, as `kubeadm join --control-plane` does.
+        self.etcd_from_node = etcd_from_node
         existing_cps = [h for h in inv.control_planes() if h.name not in limit]
         if not existing_cps:
             raise UsageError(
@@ -117,7 +124,8 @@ class FleetJoin:
             if name == kubeconfig_phase.PHASE.name:
                 out.append(FleetPhase(Phase(name, kubeconfig_phase.PHASE.help, self._kubeconfigs), fp.applies_to))
             elif name == etcd_phase.PHASE.name:
-                local = Phase("local", etcd_phase.PHASE.children[0].help, self._etcd_join)
+                join = self.etcd_join_from_node if self.etcd_from_node else self._etcd_join
+                local = Phase("local", etcd_phase.PHASE.children[0].help, join)
                 out.append(
                     FleetPhase(
                         Phase(name, etcd_phase.PHASE.help, None, (local,)), fp.applies_to, before=self._pick_etcd_source
@@ -166,16 +174,46 @@ class FleetJoin:
             hint="fix the existing etcd cluster first",
         )
 
-    def _etcd_join(self, ctx: RunContext) -> None:
+    def _require_host_etcd(self) -> None:
         if self.cluster.etcd_mode != EtcdMode.HOST:
             raise PhaseError(
                 "joining stacked etcd as a static Pod needs a running kubelet",
                 hint="set etcd_mode: host (Kubespray's default) for fleet joins",
             )
+
+    def _etcd_join(self, ctx: RunContext) -> None:
+        self._require_host_etcd()
         assert self.etcd_source is not None
         with self.lock:
             source = self._targets[self.etcd_source]
             join_etcd_member(ctx, etcdctl_on(source, self.cluster.cert_dir))
+
+    def etcd_join_from_node(self, ctx: RunContext) -> None:
+        """Join through the first existing member that answers healthy from the joining node itself.
+        Members still join one at a time: the caller serialises (scale.yml's `throttle: 1`)."""
+        self._require_host_etcd()
+        errors = []
+        for name in self.existing_etcd:
+            url = f"https://{url_host(self.inv.host(name).ip)}:2379"
+            etcdctl = etcdctl_on(ctx.target, self.cluster.cert_dir, endpoints=url)
+            result = etcdctl("endpoint health")
+            if result.ok:
+                self.etcd_source = name
+                join_etcd_member(ctx, etcdctl)
+                return
+            errors.append(f"{name}: {_last_line(result)}")
+        if ctx.dry_run:
+            # A fresh node has no etcd client or certificates before a real run: nothing to ask with.
+            members = ", ".join(self.existing_etcd)
+            ctx.record(f"etcd member {ctx.spec.node.name}", Status.CREATED,
+                       f"would be added as a learner through a healthy member ({members})")
+            return
+        raise PhaseError(
+            "no healthy etcd member answers from this node: " + "; ".join(errors)
+            if errors
+            else "the inventory has no existing etcd member",
+            hint="fix the existing etcd cluster, or the network between it and the new member (port 2379)",
+        )
 
     # -- workers
     def _register_tokens(self, run: FleetRun) -> None:
@@ -400,7 +438,7 @@ def _remove_member(
         if count <= 1:
             result.error = f"{host.name} is the last etcd member: removing it would destroy the cluster"
             return result
-        out = etcdctl(f"member remove {victim.hex_id}")
+        out = remove_member(etcdctl, victim.hex_id)
         if not out.ok:
             errors.append(f"{name}: member remove: {_last_line(out)}")
             continue

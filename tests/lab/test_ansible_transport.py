@@ -26,28 +26,14 @@ import yaml
 from cryptography import x509
 
 from bootstrap.lab.state import LabState
-from bootstrap.lab.testing import sh, unique_name
+from bootstrap.lab.testing import NODE_PATHS, sh, unique_name
 
 pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]
 
-# What init writes on a node (and a few places it must not leave anything).
-ROOTS = (
-    "/etc/kubernetes",
-    "/etc/containerd",
-    "/etc/crictl.yaml",
-    "/etc/sysctl.d/99-kubernetes.conf",
-    "/etc/modules-load.d/kubernetes.conf",
-    "/etc/systemd/system/etcd.service",
-    "/etc/systemd/system/kubelet.service.d",
-    "/usr/bin/kubectl",
-    "/opt/cni/bin",
-    "/var/lib/kubelet",
-    "/var/lib/kbootstrap",
-    "/var/cache/kbootstrap",
-    "/usr/sbin/policy-rc.d",
-)
+# What init writes on a node, and a place it must not leave anything.
+ROOTS = (*NODE_PATHS, "/usr/sbin/policy-rc.d")
 # Runtime state or per-run stamps (checksum stamps record inode and mtime): compared by path and mode only.
 CONTENT_VARIES = ("/var/lib/kbootstrap/checksums/",)
 
@@ -229,6 +215,17 @@ def test_ansible_run_reports_like_ssh(labs: dict[str, Any]) -> None:
             items_s = sorted((norm_s(c["item"]), c["status"]) for c in ps["changes"])
             assert items_a == items_s, (role, pa["name"])
     assert report["validation"]["validate"]["ok"] is True, report["validation"]["validate"]["summary"]
+    # netcheck ran from every node through Ansible: the same probes with the same outcomes as over SSH.
+    net_a, net_s = report["validation"]["netcheck"], ssh["validation"]["netcheck"]
+    assert net_a["ok"] is True, net_a["summary"]
+    assert "skipped" not in report["validation"]
+
+    def probes(net: dict[str, Any], norm: Any) -> list[tuple[str, ...]]:
+        return sorted(tuple(norm(str(p.get(k, ""))) for k in ("source", "target", "kind", "subject", "port", "status"))
+                      for p in net["probes"])
+
+    assert probes(net_a, normalizer(labs["ans"])) == probes(net_s, normalizer(labs["ssh"]))
+    assert net_a["counts"] == net_s["counts"]
     print(f"fresh 1+1 lab: ssh {labs['seconds'][0]:.1f}s, ansible {labs['seconds'][1]:.1f}s")
 
 
@@ -279,6 +276,26 @@ def test_check_mode_lists_changes_and_changes_nothing(labs: dict[str, Any]) -> N
         code, report, err = ansible_fleet("run_fleet_init_ansible", params)
     assert code == 0, err
     assert report["hosts"][cp]["changed"] == 2
+
+
+def test_netcheck_failure_is_a_validation_failure_naming_the_probe(labs: dict[str, Any]) -> None:
+    """A blocked etcd client port on the control plane: the Ansible run fails on validation with that
+    one probe named (worker -> control plane, 2379), the hosts themselves converged."""
+    from bootstrap.lab import ops
+
+    lab = labs["ans"]
+    cp, w = cps(lab)[0], workers(lab)[0]
+    ops.block(lab.name, cp, port=2379, peer=w)
+    try:
+        code, report, err = ansible_fleet("run_fleet_init_ansible", {"inventory": str(labs["ans_inv"]),
+                                                                     "pki_dir": str(labs["pki"] / "ans")})
+    finally:
+        ops.heal(lab.name, cp)
+    assert code == 1, err
+    assert all(not h["failed"] for h in report["hosts"].values()), report["hosts"]
+    net = report["validation"]["netcheck"]
+    assert net["failed_pairs"] == [{"source": w, "target": cp, "failed": ["2379"]}], net["summary"]
+    assert report["validation"]["validate"]["ok"] is True
 
 
 def test_changed_host_key_is_refused_for_that_host_only(labs: dict[str, Any]) -> None:
@@ -343,6 +360,16 @@ def test_reset_playbook_undoes_init(labs: dict[str, Any]) -> None:
         _, out, _ = sh(lab, m.name, "find /etc/kubernetes/pki /etc/kubernetes/manifests -type f | wc -l; "
                        "test -e /etc/systemd/system/etcd.service && echo unit; ls /etc/kubernetes/*.conf 2>/dev/null")
         assert out.split() == ["0"], (m.name, out)
+    # A second reset finds nothing to do and says so: changed=0 in Ansible's recap and in our report.
+    code, report, err = ansible_fleet("run_fleet_reset_ansible", {"inventory": str(labs["ans_inv"]),
+                                                                  "pki_dir": str(labs["pki"] / "ans")})
+    assert code == 0, err
+    assert {n: h["changed"] for n, h in report["hosts"].items()} == dict.fromkeys(report["hosts"], 0)
+    from bootstrap.transport.ansible import run_playbook
+
+    names = [m.name for m in lab.machines]
+    run = run_playbook(labs["ans_inv"], "reset.yml", hosts=names)
+    assert {n: run.collector.stats[n].get("changed", 0) for n in names} == dict.fromkeys(names, 0)
 
 
 # ---- tools -----------------------------------------------------------------------------------------

@@ -210,6 +210,58 @@ def test_remove_node_shrinks_etcd_and_cleans_the_node(grown: dict[str, Any]) -> 
     assert_etcd(lab, cp[0], cp)
 
 
+def brief(report: dict[str, Any]) -> str:
+    """Per host: changed, and the error if any (full reports are too long for an assertion message)."""
+    return json.dumps({n: [h["changed"], h["error"]] for n, h in report.get("hosts", {}).items()}, indent=1)
+
+
+def test_ansible_scale_joins_control_planes_one_at_a_time(grown: dict[str, Any]) -> None:
+    """scale.yml (`join -i --transport ansible`) grows etcd as `join -i` does over SSH: two removed
+    control planes come back through the healthy member, one learner at a time (etcd refuses a
+    second learner while one is pending), with the shared CAs and no super-admin.conf. A dry run
+    first changes nothing; reruns over either transport change nothing."""
+    if shutil.which("ansible-playbook") is None:
+        pytest.skip("ansible-core is not installed (pip install ansible-core)")
+    lab = grown["lab"]
+    cp = cps(lab)
+    for n in (cp[2], cp[1]):
+        code, report, err = run_json("remove-node", "-i", str(grown["full"]), "--node", n)
+        assert code == 0, json.dumps(report, indent=1) + err
+    assert_etcd(lab, cp[0], cp[:1])
+    join_args = ("join", "-i", str(grown["full"]), "--pki-dir", str(grown["pki"]), "--limit", f"{cp[1]},{cp[2]}",
+                 "--transport", "ansible")
+
+    code, report, err = run_json(*join_args, "--dry-run")
+    assert code == 0, brief(report) + err[-3000:]
+    planned = {c["item"]: c["status"] for p in report["hosts"][cp[1]]["phases"] for c in p["changes"]}
+    assert planned[f"etcd member {cp[1]}"] == "created"
+    assert_etcd(lab, cp[0], cp[:1])
+    _, out, _ = sh(lab, cp[1], "ls -A /etc/kubernetes/pki | wc -l")
+    assert out.strip() == "0"
+
+    code, report, err = run_json(*join_args)
+    assert code == 0, brief(report) + err[-3000:]
+    assert report["transport"] == "ansible" and report["etcd_joined_through"] == cp[0]
+    for n in cp[1:]:
+        details = [c.get("detail", "") for p in report["hosts"][n]["phases"] for c in p["changes"]
+                   if c["item"] == f"etcd member {n}"]
+        assert any(d.startswith("added https://") for d in details) and "promoted to a voting member" in details
+    assert_etcd(lab, cp[0], cp)
+    assert_etcd(lab, cp[2], cp)
+    code, out, _ = sh(lab, cp[2], "ls /etc/kubernetes/*.conf")
+    assert out.split() == [f"/etc/kubernetes/{k}.conf" for k in ("admin", "controller-manager", "kubelet", "scheduler")]
+    keys = f"sha256sum {PKI}/ca.key {PKI}/etcd/ca.key {PKI}/sa.key | cut -d' ' -f1"
+    assert sh(lab, cp[0], keys)[1] == sh(lab, cp[1], keys)[1] == sh(lab, cp[2], keys)[1]
+
+    code, report, err = run_json(*join_args)
+    assert code == 0, err
+    assert {n: h["changed"] for n, h in report["hosts"].items()} == {cp[1]: 0, cp[2]: 0}
+    code, report, err = run_json(*join_args[:-2])  # the same nodes, seen by the SSH transport
+    assert code == 0, err
+    assert {n: h["changed"] for n, h in report["hosts"].items()} == {cp[1]: 0, cp[2]: 0}
+    assert_etcd(lab, cp[0], cp)
+
+
 def test_remove_node_force_of_a_powered_off_control_plane(grown: dict[str, Any]) -> None:
     lab = grown["lab"]
     cp = cps(lab)
