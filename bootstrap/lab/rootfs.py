@@ -20,6 +20,8 @@ PACKAGES = [
     "openssh-server", "iproute2", "iputils-ping", "systemd", "systemd-sysv", "dbus", "python3",
     # what a Kubernetes node and its tests use and minbase lacks
     "ca-certificates", "kmod", "procps", "less", "iptables", "conntrack", "socat", "ethtool", "curl",
+    # non-root admin users with `become` (Kubespray's usual setup) are tested too
+    "sudo",
 ]
 # Units a container has no use for; some of them (the sys-* mounts) have been seen to stall boot.
 MASKED_UNITS = [

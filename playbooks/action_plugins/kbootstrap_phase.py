@@ -15,7 +15,9 @@ for `kbootstrap init --transport ansible` and for anyone registering the result.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +72,17 @@ class ActionModule(ActionBase):
             result.update(failed=True, msg=exc.one_line())
             return result
 
+        # With become, each command's success marker lives on the connection's ONE become plugin
+        # (build_become_command sets become.success, which the connection then waits for), so
+        # concurrent commands (the validate step's checks) would wait for each other's marker until
+        # "Timeout (12s) waiting for privilege escalation prompt". One command at a time then.
+        serial: contextlib.AbstractContextManager[object] = (
+            threading.Lock() if self._connection.become else contextlib.nullcontext()
+        )
+
         def execute(cmd: str, data: bytes | None) -> tuple[int, str, str]:
-            res = self._low_level_execute_command(cmd, sudoable=True, in_data=data)
+            with serial:
+                res = self._low_level_execute_command(cmd, sudoable=True, in_data=data)
             if res.get("rc") == 255 and "Connection" in str(res.get("stderr", "")):
                 raise AnsibleConnectionFailure(str(res.get("stderr", "")).strip())
             return int(res.get("rc") or 0), str(res.get("stdout", "")), str(res.get("stderr", ""))
