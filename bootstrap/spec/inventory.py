@@ -93,13 +93,18 @@ def load_inventory(path: str) -> Inventory:
             "-i", f"inventory {path} does not exist", hint="pass a Kubespray hosts.yaml, inventory.ini or k0sctl.yaml"
         )
     text = p.read_text()
-    if p.suffix in (".ini", ".cfg") or (p.suffix == "" and text.lstrip().startswith("[")):
-        groups, host_vars, group_vars = _parse_ini(text, str(p))
-        return _finish(p, groups, host_vars, group_vars)
+    if p.suffix in (".ini", ".cfg"):
+        return _finish(p, *_parse_ini(text, str(p)))
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError:
-        raise ConfigError(str(p), "not valid YAML") from None
+        doc = None
+        if p.suffix in (".yaml", ".yml"):
+            raise ConfigError(str(p), "not valid YAML") from None
+    if p.suffix not in (".yaml", ".yml") and not isinstance(doc, dict):
+        # No telling suffix (Vagrant's vagrant_ansible_inventory, `inventory`, hosts): not a YAML
+        # mapping, so Ansible's INI format.
+        return _finish(p, *_parse_ini(text, str(p)))
     if isinstance(doc, dict) and str(doc.get("apiVersion", "")).startswith("k0sctl.k0sproject.io/"):
         return _from_k0sctl(p, doc)
     if not isinstance(doc, dict) or "all" not in doc:
@@ -191,7 +196,7 @@ def _parse_ini(
             except ValueError:
                 raise ConfigError(f"{where}:{lineno}", "unbalanced quotes") from None
             host = parts[0]
-            groups[section].add(host)
+            groups.setdefault(section, set()).add(host)  # host lines before any [group]: ungrouped
             hv = host_vars.setdefault(host, {})
             for item in parts[1:]:
                 key, sep, value = item.partition("=")
