@@ -25,7 +25,7 @@ from bootstrap.render.kubeconfig import ALL_KUBECONFIGS, ensure_kubeconfigs, nod
 from bootstrap.spec.endpoint import control_plane_endpoint_for, endpoint_from_inventory, endpoint_sans, url_host
 from bootstrap.spec.inventory import Inventory, InventoryHost
 from bootstrap.spec.load import build_spec
-from bootstrap.spec.model import KUBERNETES_DIR, ClusterSpec, EtcdMember, EtcdMode, NodeRegistration
+from bootstrap.spec.model import KUBERNETES_DIR, Arg, ClusterSpec, EtcdMember, EtcdMode, NodeRegistration
 from bootstrap.transport.local import LocalTarget
 from bootstrap.workflow.context import RunContext
 from bootstrap.workflow.fleet import FleetPhase, FleetRun
@@ -72,8 +72,14 @@ def fleet_cluster_spec(params: Mapping[str, Any], inv: Inventory) -> ClusterSpec
 
 
 def node_spec(cluster: ClusterSpec, host: InventoryHost, members: tuple[EtcdMember, ...]) -> ClusterSpec:
-    """The cluster spec as seen from one host: its address, its name, the etcd members."""
-    node = NodeRegistration(**{**cluster.node.model_dump(), "name": host.name})
+    """The cluster spec as seen from one host: its address, its name, the etcd members. The kubelet
+    gets --node-ip = the inventory's ip, as Kubespray sets it: on a host with more than one address
+    (a VM's NAT and private networks) it would otherwise register the default route's. A node-ip in
+    kubeletExtraArgs wins."""
+    extra = cluster.node.kubelet_extra_args
+    if not any(a.name == "node-ip" for a in extra):
+        extra = (*extra, Arg(name="node-ip", value=host.ip))
+    node = NodeRegistration(**{**cluster.node.model_dump(), "name": host.name, "kubelet_extra_args": extra})
     return cluster.model_copy(update={"advertise_address": host.ip, "node": node, "etcd_members": members})
 
 

@@ -143,3 +143,19 @@ def test_unit_and_dropin_as_packaged() -> None:
     assert dropin.endswith("ExecStart=\nExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS"
                            " $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS\n")
     assert "EnvironmentFile=-/etc/sysconfig/kubelet\n" in k.kubeadm_dropin("rpm").decode()
+
+
+def test_fleet_nodes_get_node_ip_from_the_inventory() -> None:
+    """As Kubespray: --node-ip is the inventory's ip (a VM's NAT address must not be registered);
+    kubeletExtraArgs' own node-ip wins."""
+    from bootstrap.spec.inventory import InventoryHost
+    from bootstrap.workflow.cluster import node_spec
+
+    host = InventoryHost(name="w1", address="127.0.0.1", ip="192.168.56.12", roles=frozenset({"kube_node"}))
+    env = k.kubelet_flags_env(node_spec(make_spec(), host, ()), hostname="w1").decode()
+    assert "--node-ip=192.168.56.12" in env
+    own = make_spec()
+    own = own.model_copy(update={"node": own.node.model_copy(
+        update={"kubelet_extra_args": (Arg(name="node-ip", value="10.9.9.9"),)})})
+    env = k.kubelet_flags_env(node_spec(own, host, ()), hostname="w1").decode()
+    assert "--node-ip=10.9.9.9" in env and "192.168.56.12" not in env
