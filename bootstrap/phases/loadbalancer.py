@@ -25,6 +25,7 @@ from bootstrap.render import loadbalancer as lb
 from bootstrap.spec.endpoint import EndpointMode, EndpointSpec, VipProvider
 from bootstrap.spec.inventory import CONTROL_PLANE, InventoryHost
 from bootstrap.spec.model import KUBERNETES_DIR, MANIFESTS_DIR
+from bootstrap.transport.base import Target
 from bootstrap.workflow.context import RunContext
 from bootstrap.workflow.fleet import FleetPhase, FleetRun
 from bootstrap.workflow.report import Change, Status
@@ -228,22 +229,27 @@ def loadbalancer_fleet_phase(endpoint: EndpointSpec | None) -> FleetPhase:
     def after(run: FleetRun, names: list[str]) -> None:
         if endpoint is None or not endpoint.uses_haproxy_on_control_planes or not names:
             return
-        holders = []
-        for n in names:
-            out = run.targets[n].run(f"ip -o addr show to {shlex.quote(endpoint.address)}").stdout
-            if out.strip():
-                holders.append(n)
+        holders = [n for n in names if holds_vip(run.targets[n], endpoint)]
         first = run.reports[names[0]].phases[-1]
-        status = Status.UNCHANGED
-        if len(holders) > 1:  # split brain: VRRP between the control planes is blocked somewhere
-            status, detail = Status.WARNING, f"held by {len(holders)} nodes at once: {', '.join(holders)}"
-        elif holders:
-            detail = f"held by {holders[0]}"
-        else:
-            detail = "not held yet: keepalived waits for a ready API server behind HAProxy"
-        first.changes.append(Change(first.name, f"VIP {endpoint.address}", status, detail))
+        first.changes.append(vip_change(first.name, endpoint, holders))
 
     return FleetPhase(loadbalancer_phase(endpoint), applies_to=applies, after=after)
+
+
+def holds_vip(target: Target, endpoint: EndpointSpec) -> bool:
+    return bool(target.run(f"ip -o addr show to {shlex.quote(endpoint.address)}").stdout.strip())
+
+
+def vip_change(phase: str, endpoint: EndpointSpec, holders: list[str]) -> Change:
+    """The report line after the phase: who holds the VIP (a warning when more than one does)."""
+    status = Status.UNCHANGED
+    if len(holders) > 1:  # split brain: VRRP between the control planes is blocked somewhere
+        status, detail = Status.WARNING, f"held by {len(holders)} nodes at once: {', '.join(holders)}"
+    elif holders:
+        detail = f"held by {holders[0]}"
+    else:
+        detail = "not held yet: keepalived waits for a ready API server behind HAProxy"
+    return Change(phase, f"VIP {endpoint.address}", status, detail)
 
 
 PHASE = loadbalancer_phase(None)

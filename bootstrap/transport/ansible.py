@@ -125,7 +125,8 @@ class AnsibleTarget:
 # cluster steps the SSH fleet runs around phases (shared CAs before certs, etcd health after etcd),
 # reset and validate.
 SPECIAL_STEPS = (
-    "shared-pki", "etcd-health", "reset", "netcheck-facts", "netcheck", "validate", "join-token", "tls-bootstrap"
+    "shared-pki", "etcd-health", "vip-holder", "vip-report", "reset", "netcheck-facts", "netcheck", "validate",
+    "join-token", "tls-bootstrap",
 )
 SPEC_PARAMS = (
     "control_plane_endpoint",
@@ -166,6 +167,7 @@ class StepInput:
     join: bool = False  # scale.yml: the play's hosts join a running cluster (`join -i`'s phase list)
     netcheck_facts: Mapping[str, str] = field(default_factory=dict)  # host -> its netcheck facts script output
     netcheck_failures: tuple[str, ...] = ()  # this host's failed probes (set by the netcheck step)
+    vip_held: Mapping[str, bool] = field(default_factory=dict)  # control plane -> holds the VIP (vip-holder step)
 
 
 def step_input(task_vars: Mapping[str, Any], args: Mapping[str, Any], check_mode: bool) -> StepInput:
@@ -203,6 +205,11 @@ def step_input(task_vars: Mapping[str, Any], args: Mapping[str, Any], check_mode
             if isinstance(v, Mapping) and "kbootstrap_netcheck_facts" in v
         },
         netcheck_failures=tuple(str(f) for f in task_vars.get("kbootstrap_netcheck_failures") or ()),
+        vip_held={
+            str(h): ansible_bool(v["kbootstrap_vip_held"])
+            for h, v in hostvars.items()
+            if isinstance(v, Mapping) and "kbootstrap_vip_held" in v
+        },
         # Only the wording of the certs phase's detail: set as a fact by the shared-pki step.
         shared_sources={
             str(h): str(hostvars[h]["kbootstrap_shared_pki_source"])
@@ -302,6 +309,10 @@ def run_step(step: str, inp: StepInput, target: Any) -> dict[str, Any]:
             return _shared_pki(run, inp, target)
         if step == "etcd-health":
             return _etcd_health(run, inp, host, target)
+        if step == "vip-holder":
+            return _vip_holder(run, inp, host, target)
+        if step == "vip-report":
+            return _vip_report(run, inp)
         if step == "reset":
             return _reset(run, inp, host, target)
         if step == "netcheck-facts":
@@ -437,6 +448,43 @@ def _etcd_health(run: _Run, inp: StepInput, host: Any, target: Any) -> dict[str,
     if report.error:
         return _failed(host.name, "etcd-health", report.error)
     return _result(host.name, "etcd-health", report.phases, merge=True)
+
+
+def _vip_skipped(run: _Run, inp: StepInput) -> str:
+    ep = run.cluster.api_endpoint
+    if ep is None or not ep.uses_haproxy_on_control_planes:
+        return "no keepalived virtual IP in this cluster"
+    if "loadbalancer" in run.skip or inp.check_mode:
+        return "check mode" if inp.check_mode else "loadbalancer is skipped"
+    return ""
+
+
+def _vip_holder(run: _Run, inp: StepInput, host: Any, target: Any) -> dict[str, Any]:
+    """After the loadbalancer phase, on each control plane: does it hold the VIP (a fact)?"""
+    from bootstrap.phases.loadbalancer import holds_vip
+
+    if why := _vip_skipped(run, inp) or ("" if host.is_control_plane else "not a control plane"):
+        return _not_applicable(host.name, "vip-holder", why)
+    held = holds_vip(target, run.cluster.api_endpoint)
+    return {"changed": False, "msg": "holds the VIP" if held else "does not hold the VIP",
+            "ansible_facts": {"kbootstrap_vip_held": held},
+            "kbootstrap": {"host": host.name, "step": "vip-holder", "phases": []}}
+
+
+def _vip_report(run: _Run, inp: StepInput) -> dict[str, Any]:
+    """Once: who holds the VIP, as the SSH fleet reports it after the phase (on the first control plane
+    checked); Ansible shows a warning when more than one does."""
+    from bootstrap.phases.loadbalancer import vip_change
+
+    checked = [h.name for h in run.inv.control_planes() if h.name in inp.vip_held]
+    if why := _vip_skipped(run, inp) or ("" if checked else "no control plane was checked"):
+        return _not_applicable(inp.host, "vip-report", why)
+    change = vip_change("loadbalancer", run.cluster.api_endpoint, [n for n in checked if inp.vip_held[n]])
+    out = _result(checked[0], "vip-report", [PhaseResult("loadbalancer", changes=[change])], merge=True)
+    out["msg"] = f"{change.item} {change.detail}"
+    if change.status == Status.WARNING:
+        out["warnings"] = [out["msg"]]
+    return out
 
 
 def _reset(run: _Run, inp: StepInput, host: Any, target: Any) -> dict[str, Any]:
@@ -661,7 +709,8 @@ class EventCollector:
             return True
         ours = res.get("kbootstrap") if isinstance(res, Mapping) else None
         if isinstance(ours, Mapping):
-            self._phases(host, ours)
+            # A run_once step reports for the host it names (vip-report: the first control plane).
+            self._phases(str(ours.get("host") or host), ours)
             if ours.get("etcd_source"):
                 self.etcd_sources[host] = str(ours["etcd_source"])
             if "netcheck_facts" in ours:

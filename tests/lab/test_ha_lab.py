@@ -14,6 +14,7 @@ The control planes run vip mode (keepalived + HAProxy on *:8443); the worker run
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import socket
 import ssl
 import subprocess
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bootstrap.artifacts.bundle import load_bundle
 from bootstrap.commands.fleet import connect
@@ -264,6 +266,35 @@ def test_vip_answers_with_a_cert_valid_for_the_vip(ha: dict[str, Any]) -> None:
     code, out, err = sh(lab, worker(lab), f"curl -sS --cacert /dev/stdin https://{vip}:{ha['vip_ep'].port}/readyz",
                         stdin=ha["ca_file"].read_text())
     assert (code, out) == (0, "ok"), err
+
+
+def test_ansible_loadbalancer_role_in_vip_mode_finds_the_same_state(ha: dict[str, Any], tmp_path: Path) -> None:
+    """The loadbalancer role through Ansible (the inventory now says vip mode; every other phase skipped)
+    finds the control planes' HAProxy and keepalived as the SSH transport left them, and reports the
+    VIP's holder on the first control plane as over SSH."""
+    if shutil.which("ansible-playbook") is None:
+        pytest.skip("ansible-core is not installed (pip install ansible-core)")
+    from bootstrap.transport.ansible import run_playbook
+
+    lab, vip = ha["lab"], ha["vip"]
+    holders = wait_for(lambda: vip_holders(lab, vip, cps(lab)), 20)
+    assert len(holders) == 1, holders
+    gv = Path(lab.inventory_dir) / "group_vars" / "all" / "vip.yml"
+    gv.write_text(yaml.safe_dump({"kbootstrap_vip": vip}))
+    others = ["kernel", "container-runtime", "binaries", "preflight", "certs", "kubeconfig", "etcd", "control-plane",
+              "kubelet-start", "validate"]
+    try:
+        run = run_playbook(Path(lab.inventory_dir) / "hosts.yaml", "cluster.yml", hosts=cps(lab), limit=cps(lab),
+                           extravars={"kbootstrap_skip_phases": others, "kbootstrap_validate": False,
+                                      "kbootstrap_pki_dir": str(tmp_path / "pki")})
+    finally:
+        gv.unlink()
+    assert run.rc == 0, {n: r.error for n, r in run.collector.reports.items()}
+    for n in cps(lab):
+        lb = next(p for p in run.collector.reports[n].phases if p.name == "loadbalancer")
+        assert lb.changed == 0, (n, [(c.item, c.detail) for c in lb.changes if c.status.changed])
+    items = {c.item: c.detail for p in run.collector.reports[cps(lab)[0]].phases for c in p.changes}
+    assert items[f"VIP {vip}"] == f"held by {holders[0]}"
 
 
 def test_haproxy_marks_a_stopped_backend_down(ha: dict[str, Any]) -> None:

@@ -237,3 +237,19 @@ def test_target_adapter_errors_are_one_line(tmp_path: Path) -> None:
     assert "\n" not in str(info.value)
     with pytest.raises(ValueError):
         t.remove("/")
+
+
+def test_run_once_result_lands_in_the_host_it_names() -> None:
+    """vip-report runs once (Ansible files it under whichever host ran it) and names the first control
+    plane: its line joins that host's loadbalancer phase, as the SSH fleet's after-phase check does."""
+    c = EventCollector([CP, W])
+    c.collect(ev("runner_on_ok", CP, "API endpoint load balancing", res={
+        "changed": False, "kbootstrap": ours(CP, "loadbalancer", phase("loadbalancer", ("/etc/haproxy/haproxy.cfg",
+                                                                                         "unchanged")))}))
+    c.collect(ev("runner_on_ok", W, "Virtual IP held by exactly one control plane", res={
+        "changed": False, "warnings": ["VIP 10.0.0.250 held by 2 nodes at once: a, b"],
+        "kbootstrap": ours(CP, "vip-report", phase("loadbalancer", ("VIP 10.0.0.250", "warning")), merge=True)}))
+    lb = c.report(CP).phases[-1]
+    assert lb.name == "loadbalancer" and [ch.item for ch in lb.changes] == ["/etc/haproxy/haproxy.cfg", "VIP 10.0.0.250"]
+    assert lb.changes[-1].status == Status.WARNING
+    assert c.report(W).phases == []
