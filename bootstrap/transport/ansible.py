@@ -125,7 +125,7 @@ class AnsibleTarget:
 # cluster steps the SSH fleet runs around phases (shared CAs before certs, etcd health after etcd),
 # reset and validate.
 SPECIAL_STEPS = (
-    "shared-pki", "etcd-health", "vip-holder", "vip-report", "reset", "netcheck-facts", "netcheck", "validate",
+    "shared-pki", "etcd-health", "vip-report", "reset", "netcheck-facts", "netcheck", "validate",
     "join-token", "tls-bootstrap",
 )
 SPEC_PARAMS = (
@@ -167,7 +167,7 @@ class StepInput:
     join: bool = False  # scale.yml: the play's hosts join a running cluster (`join -i`'s phase list)
     netcheck_facts: Mapping[str, str] = field(default_factory=dict)  # host -> its netcheck facts script output
     netcheck_failures: tuple[str, ...] = ()  # this host's failed probes (set by the netcheck step)
-    vip_held: Mapping[str, bool] = field(default_factory=dict)  # control plane -> holds the VIP (vip-holder step)
+    vip_held: Mapping[str, bool] = field(default_factory=dict)  # control plane -> holds the VIP (loadbalancer step)
 
 
 def step_input(task_vars: Mapping[str, Any], args: Mapping[str, Any], check_mode: bool) -> StepInput:
@@ -186,6 +186,11 @@ def step_input(task_vars: Mapping[str, Any], args: Mapping[str, Any], check_mode
         skip = [s for s in skip.split(",") if s.strip()]
     hostvars = task_vars.get("hostvars") or {}
     cps = (task_vars.get("groups") or {}).get("kube_control_plane") or []
+    play = {str(h) for h in task_vars.get("ansible_play_hosts_all") or ()}
+
+    def facts(name: str) -> dict[str, Any]:
+        # Only hosts of this play set them in this run: with a fact cache, others may hold old ones.
+        return {str(h): v[name] for h, v in hostvars.items() if str(h) in play and isinstance(v, Mapping) and name in v}
     return StepInput(
         inventory=str(inventory),
         host=str(task_vars.get("inventory_hostname", "")),
@@ -199,17 +204,9 @@ def step_input(task_vars: Mapping[str, Any], args: Mapping[str, Any], check_mode
         join_token=_opt(task_vars.get("kbootstrap_join_token") or task_vars.get("kbootstrap_token")),
         join_token_note=str(task_vars.get("kbootstrap_join_token_note") or ""),
         join=ansible_bool(task_vars.get("kbootstrap_join")),
-        netcheck_facts={
-            str(h): str(v["kbootstrap_netcheck_facts"])
-            for h, v in hostvars.items()
-            if isinstance(v, Mapping) and "kbootstrap_netcheck_facts" in v
-        },
+        netcheck_facts={h: str(v) for h, v in facts("kbootstrap_netcheck_facts").items()},
         netcheck_failures=tuple(str(f) for f in task_vars.get("kbootstrap_netcheck_failures") or ()),
-        vip_held={
-            str(h): ansible_bool(v["kbootstrap_vip_held"])
-            for h, v in hostvars.items()
-            if isinstance(v, Mapping) and "kbootstrap_vip_held" in v
-        },
+        vip_held={h: ansible_bool(v) for h, v in facts("kbootstrap_vip_held").items()},
         # Only the wording of the certs phase's detail: set as a fact by the shared-pki step.
         shared_sources={
             str(h): str(hostvars[h]["kbootstrap_shared_pki_source"])
@@ -309,8 +306,6 @@ def run_step(step: str, inp: StepInput, target: Any) -> dict[str, Any]:
             return _shared_pki(run, inp, target)
         if step == "etcd-health":
             return _etcd_health(run, inp, host, target)
-        if step == "vip-holder":
-            return _vip_holder(run, inp, host, target)
         if step == "vip-report":
             return _vip_report(run, inp)
         if step == "reset":
@@ -407,6 +402,12 @@ def _phase(run: _Run, inp: StepInput, host: Any, target: Any, step: str) -> dict
     result = _result(host.name, step, report.phases)
     if run.job is not None and run.job.etcd_source:  # `join -i` reports the member it joined through
         result["kbootstrap"]["etcd_source"] = run.job.etcd_source
+    if step == "loadbalancer" and not result["failed"] and host.is_control_plane and not _vip_skipped(run, inp):
+        # Whether this control plane holds the VIP, for the vip-report step: in this task's result,
+        # not a task of its own (a task costs every host a worker and a spec load).
+        from bootstrap.phases.loadbalancer import holds_vip
+
+        result["ansible_facts"] = {"kbootstrap_vip_held": holds_vip(target, run.cluster.api_endpoint)}
     return result
 
 
@@ -457,18 +458,6 @@ def _vip_skipped(run: _Run, inp: StepInput) -> str:
     if "loadbalancer" in run.skip or inp.check_mode:
         return "check mode" if inp.check_mode else "loadbalancer is skipped"
     return ""
-
-
-def _vip_holder(run: _Run, inp: StepInput, host: Any, target: Any) -> dict[str, Any]:
-    """After the loadbalancer phase, on each control plane: does it hold the VIP (a fact)?"""
-    from bootstrap.phases.loadbalancer import holds_vip
-
-    if why := _vip_skipped(run, inp) or ("" if host.is_control_plane else "not a control plane"):
-        return _not_applicable(host.name, "vip-holder", why)
-    held = holds_vip(target, run.cluster.api_endpoint)
-    return {"changed": False, "msg": "holds the VIP" if held else "does not hold the VIP",
-            "ansible_facts": {"kbootstrap_vip_held": held},
-            "kbootstrap": {"host": host.name, "step": "vip-holder", "phases": []}}
 
 
 def _vip_report(run: _Run, inp: StepInput) -> dict[str, Any]:

@@ -210,6 +210,20 @@ def test_remove_node_shrinks_etcd_and_cleans_the_node(grown: dict[str, Any]) -> 
     assert_etcd(lab, cp[0], cp)
 
 
+def test_two_control_planes_join_in_one_ssh_run(grown: dict[str, Any]) -> None:
+    """`join -i --limit cp2,cp3`: the second member add comes seconds after the first promote, while
+    etcd does not yet count the new member active ("unhealthy cluster"): it is retried, not failed."""
+    lab = grown["lab"]
+    cp = cps(lab)
+    for n in (cp[2], cp[1]):
+        code, report, err = run_json("remove-node", "-i", str(grown["full"]), "--node", n)
+        assert code == 0, json.dumps(report, indent=1) + err
+    assert_etcd(lab, cp[0], cp[:1])
+    report = join(grown, f"{cp[1]},{cp[2]}")
+    assert report["etcd_joined_through"] == cp[0]
+    assert_etcd(lab, cp[0], cp)
+
+
 def brief(report: dict[str, Any]) -> str:
     """Per host: changed, and the error if any (full reports are too long for an assertion message)."""
     return json.dumps({n: [h["changed"], h["error"]] for n, h in report.get("hosts", {}).items()}, indent=1)
