@@ -210,15 +210,22 @@ def test_remove_node_shrinks_etcd_and_cleans_the_node(grown: dict[str, Any]) -> 
     assert_etcd(lab, cp[0], cp)
 
 
+def shrink_to_first_control_plane(grown: dict[str, Any]) -> None:
+    """remove-node the other control planes (last first): etcd is down to cp1's member."""
+    lab = grown["lab"]
+    cp = cps(lab)
+    for n in reversed(cp[1:]):
+        code, report, err = run_json("remove-node", "-i", str(grown["full"]), "--node", n)
+        assert code == 0, json.dumps(report, indent=1) + err
+    assert_etcd(lab, cp[0], cp[:1])
+
+
 def test_two_control_planes_join_in_one_ssh_run(grown: dict[str, Any]) -> None:
     """`join -i --limit cp2,cp3`: the second member add comes seconds after the first promote, while
     etcd does not yet count the new member active ("unhealthy cluster"): it is retried, not failed."""
     lab = grown["lab"]
     cp = cps(lab)
-    for n in (cp[2], cp[1]):
-        code, report, err = run_json("remove-node", "-i", str(grown["full"]), "--node", n)
-        assert code == 0, json.dumps(report, indent=1) + err
-    assert_etcd(lab, cp[0], cp[:1])
+    shrink_to_first_control_plane(grown)
     report = join(grown, f"{cp[1]},{cp[2]}")
     assert report["etcd_joined_through"] == cp[0]
     assert_etcd(lab, cp[0], cp)
@@ -238,10 +245,7 @@ def test_ansible_scale_joins_control_planes_one_at_a_time(grown: dict[str, Any])
         pytest.skip("ansible-core is not installed (pip install ansible-core)")
     lab = grown["lab"]
     cp = cps(lab)
-    for n in (cp[2], cp[1]):
-        code, report, err = run_json("remove-node", "-i", str(grown["full"]), "--node", n)
-        assert code == 0, json.dumps(report, indent=1) + err
-    assert_etcd(lab, cp[0], cp[:1])
+    shrink_to_first_control_plane(grown)
     join_args = ("join", "-i", str(grown["full"]), "--pki-dir", str(grown["pki"]), "--limit", f"{cp[1]},{cp[2]}",
                  "--transport", "ansible")
 

@@ -200,7 +200,11 @@ def test_every_fleet_phase_has_a_role() -> None:
     # and cluster.yml uses every role but reset, in the fleet's order
     play = yaml.safe_load((playbooks_dir() / "cluster.yml").read_text())[0]
     roles = [r["role"] for r in play["roles"]]
+    roles += [t["ansible.builtin.include_role"]["name"] for t in play.get("tasks") or []
+              if "ansible.builtin.include_role" in t]  # validate: included after the roles
     assert "reset" not in roles and roles[-1] == "validate"
+    assert set(roles) == {p.parent.parent.name for p in (playbooks_dir() / "roles").glob("*/tasks/main.yml")} - {
+        "reset", "tls_bootstrap"}
 
 
 # ---- the Target adapter, with bash on this machine standing in for Ansible's connection ----------
