@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import testinfra.host
+import testinfra.modules
 from testinfra.backend.base import BaseBackend, CommandResult
 
 from bootstrap.artifacts.bundle import Bundle
@@ -52,6 +53,14 @@ VERSION_COMMAND = {
     "kubeadm": "{} version -o short 2>/dev/null",
 }
 CA_KEYS = ("ca.key", "front-proxy-ca.key", "etcd/ca.key", "sa.key")  # signing keys: never on a worker
+
+# The testinfra modules the checks use. testinfra imports each on first use; checks run in threads,
+# and two first uses at once can fail a check: under pytest every testinfra import is an assertion
+# rewrite (ast.parse), and CPython 3.11 keeps the AST builder's recursion counter per interpreter, not
+# per thread ("AST constructor recursion depth mismatch", cpython gh-106905). So import them once, here.
+TESTINFRA_MODULES = ("file", "service", "sysctl", "system_info")  # service asks system_info which init
+for _module in TESTINFRA_MODULES:
+    testinfra.modules.get_module_class(_module)
 
 
 # ---- testinfra over our transport -------------------------------------------------------------------

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -183,3 +185,34 @@ def test_a_check_that_cannot_run_is_an_error_not_a_crash(spec: ClusterSpec) -> N
     results = run_checks(infra_host(Broken("/", name="x")), [NodeCheck("f", "exists", "/etc/passwd")], spec)
     assert [(r.status, r.message) for r in results] == [("error", "connection lost")]
     assert NodeReport("x", results).failed
+
+
+def test_checks_import_no_testinfra_module_in_their_threads(tmp_path: Path) -> None:
+    """Every testinfra module a check kind uses is imported with bootstrap.validate.nodes, in one thread.
+
+    A first import from the check threads raced in CI: under pytest it is an assertion rewrite
+    (ast.parse), and CPython 3.11 shares the AST builder's recursion counter between threads. A fresh
+    interpreter, so that no other test has imported the modules already."""
+    probe = f'''
+import sys
+from bootstrap.spec.model import ClusterSpec, NodeRegistration
+from bootstrap.transport.local import LocalTarget
+from bootstrap.validate.nodes import NodeCheck, infra_host, run_checks
+before = {{m for m in sys.modules if m.startswith("testinfra.modules.")}}
+spec = ClusterSpec(advertise_address="10.0.0.1", node=NodeRegistration(name="cp1"))
+d = "{tmp_path}"
+open(d + "/f", "w").write("SystemdCgroup = true\\\\n")
+checks = [NodeCheck("s", "service", "kbootstrap-no-such-unit"), NodeCheck("k", "sysctl", "kernel.ostype", "Linux"),
+          NodeCheck("c", "contains", d + "/f", "SystemdCgroup"), NodeCheck("m", "module", "overlay"),
+          NodeCheck("w", "swap", "/proc/swaps"), NodeCheck("e", "exists", d), NodeCheck("a", "absent", d + "/x"),
+          NodeCheck("o", "mode", d + "/f", forbid=0o7000), NodeCheck("t", "tree", d, pattern="*", forbid=0o7000),
+          NodeCheck("b", "binary", "/bin/sh")]
+results = run_checks(infra_host(LocalTarget("/", name="local")), checks, spec)
+errors = [(r.check.kind, r.message) for r in results if r.status == "error"]
+assert not errors, errors
+after = {{m for m in sys.modules if m.startswith("testinfra.modules.")}}
+print(sorted(after - before))
+'''
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", f"imported by the check threads: {out.stdout.strip()}"
