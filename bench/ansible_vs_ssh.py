@@ -30,9 +30,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bootstrap.ansible.playbook import PlaybookRun, run_playbook
 from bootstrap.artifacts.bundle import MANIFEST, create_bundle, default_bundle_dir
 from bootstrap.lab.testing import running_lab, unique_name
-from bootstrap.transport.ansible import PlaybookRun, run_playbook
 from bootstrap.versions import DEFAULT_KUBERNETES_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,11 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bootstrap.engine.context import RunContext
 from bootstrap.phases.certs import PHASE as CERTS
 from bootstrap.phases.kubeconfig import PHASE as KUBECONFIG
 from bootstrap.spec.load import build_spec
 from bootstrap.transport.local import LocalTarget
-from bootstrap.workflow.context import RunContext
 
 OPENSSL_ARGS = {
     "RSA-2048": ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],

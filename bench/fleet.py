@@ -1,6 +1,6 @@
 """Fleet benchmarks for `kbootstrap init -i` (issue 4), every figure measured in one run:
 
-1. node prep on N lab machines: our phase machinery (FleetRun over SSHTarget: batched file
+1. node prep on N lab machines: our phase machinery (the engine's runner over SSHTarget: batched file
    writes + one script per host) against one OpenSSH `bash -s` process per host doing the
    same work (the floor);
 2. a full lab cluster (3 control planes + 2 workers) cold from a ready bundle, then a rerun;
@@ -29,16 +29,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ssh_fanout import CONTAINERD_CONFIG, load_hosts, node_prep_script, openssh
 
 from bootstrap.artifacts.bundle import MANIFEST, create_bundle, default_bundle_dir
+from bootstrap.engine.context import RunContext
+from bootstrap.engine.phase import Phase, Tree
+from bootstrap.engine.result import RunResult
+from bootstrap.engine.runner import RunState, run_tree
 from bootstrap.lab.testing import running_lab, unique_name
-from bootstrap.phases.base import Phase
-from bootstrap.phases.node import run_script
 from bootstrap.spec.inventory import load_inventory
 from bootstrap.spec.load import build_spec
 from bootstrap.transport.ssh import SSHHost, connect_all
 from bootstrap.versions import DEFAULT_KUBERNETES_VERSION
-from bootstrap.workflow.context import RunContext
-from bootstrap.workflow.fleet import FleetPhase, FleetRun
-from bootstrap.workflow.report import HostReport
 
 
 def node_prep(ctx: RunContext) -> None:
@@ -58,14 +57,14 @@ def node_prep(ctx: RunContext) -> None:
         ),
     ]
     written = ctx.ensure_files(files)
-    run_script(
-        ctx,
+    ctx.run_change(
         f"""
 mkdir -p -m 0755 /etc/kubernetes/manifests /etc/kubernetes/pki/etcd /var/lib/kubelet /var/lib/etcd
 {"sysctl --system >/dev/null" if written["/etc/sysctl.d/k8s.conf"] else ":"}
 test "$(cat /proc/sys/net/ipv4/ip_forward)" = 1
 """,
         "node prep",
+        changes=[],
     )
 
 
@@ -73,16 +72,16 @@ NODE_PREP = Phase("node-prep", "bench: modules, sysctls, dirs, 10 private files,
 
 
 def ours_round(hosts: list[SSHHost], forks: int) -> tuple[float, int]:
-    """connect_all + the phase on every host through FleetRun; returns (seconds, changed)."""
+    """connect_all + the phase on every host through the engine's runner; returns (seconds, changed)."""
     spec = build_spec({"apiserver_advertise_address": "10.0.0.1", "node_name": "bench"})
     started = time.monotonic()
     conns = connect_all(hosts, forks=forks)
     targets = {n: t for n, t in conns.items() if not isinstance(t, Exception)}
     assert len(targets) == len(hosts), {n: str(e) for n, e in conns.items() if isinstance(e, Exception)}
     contexts = {n: RunContext(spec, t) for n, t in targets.items()}
-    reports = {n: HostReport(n) for n in targets}
-    run = FleetRun({n: None for n in targets}, targets, contexts, reports, forks=forks)  # type: ignore[misc]
-    run.run([FleetPhase(NODE_PREP)], set())
+    nodes = {h.name: h for h in hosts}
+    run = RunState(nodes, contexts, RunResult({}), forks=forks)  # type: ignore[arg-type]
+    reports = run_tree(Tree((NODE_PREP,)), run, set()).hosts
     elapsed = time.monotonic() - started
     for t in targets.values():
         t.close()

@@ -17,11 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bootstrap.commands.netcheck import close_targets, open_targets
 from bootstrap.lab.testing import running_lab, sh, skip_reason, unique_name
 from bootstrap.spec.inventory import load_inventory
-from bootstrap.validate.fleet import cluster_spec_for
 from bootstrap.validate.netcheck import run_netcheck
+from bootstrap.workflow.fleet_spec import fleet_cluster_spec
+from bootstrap.workflow.options import FleetOptions
+from bootstrap.workflow.session import close, connect
 
 # A stand-in etcd: accepts and closes connections on both etcd ports.
 LISTENER = r"""systemd-run --quiet --unit=etcd python3 -c '
@@ -54,16 +55,18 @@ def main() -> int:
                     print(f"listener on {m.name} failed: {err or out}", file=sys.stderr)
                     return 1
         inv = load_inventory(str(Path(lab.inventory_dir) / "hosts.yaml"))
-        spec = cluster_spec_for(inv)
+        spec = fleet_cluster_spec({}, inv)
         rows = []
         for run in range(1, args.runs + 1):
             t0 = time.monotonic()
-            targets, unreachable = open_targets(inv, 64, False)
+            conns = connect(inv, [h.name for h in inv.hosts], FleetOptions(str(inv.path)))
+            targets = {n: c for n, c in conns.items() if not isinstance(c, Exception)}
+            unreachable = {n: str(c) for n, c in conns.items() if isinstance(c, Exception)}
             t1 = time.monotonic()
             try:
                 report = run_netcheck(inv, spec, targets, unreachable=unreachable)
             finally:
-                close_targets(targets)
+                close(conns)
             t2 = time.monotonic()
             c = report.counts()
             rows.append((run, c, t1 - t0, t2 - t1, t2 - t0))

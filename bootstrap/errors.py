@@ -31,6 +31,15 @@ class ConfigError(UsageError):
         self.path = path
 
 
+class ConfigErrors(ConfigError):
+    """Several config values are invalid: all of them, each with its location, in one message."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        text = "; ".join(e.one_line() for e in errors)
+        super().__init__("", f"{len(errors)} problems: {text}")
+        self.errors = errors
+
+
 class RequirementError(KbootstrapError):
     """Something the host running kbootstrap lacks (a binary, root, a free subnet)."""
 

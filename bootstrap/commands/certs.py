@@ -16,6 +16,7 @@ import click
 
 from bootstrap.commands.common import emit, output_option, rootfs_option
 from bootstrap.durations import short_human_duration
+from bootstrap.engine.context import RunContext
 from bootstrap.errors import UsageError
 from bootstrap.pki import catalog
 from bootstrap.pki.store import Expiry, cert_expiry, renew_leaf, target_reader
@@ -23,7 +24,6 @@ from bootstrap.render import kubeconfig as kc
 from bootstrap.spec.load import build_spec
 from bootstrap.spec.model import DEFAULT_CERT_DIR, KUBERNETES_DIR, ClusterSpec
 from bootstrap.transport.local import LocalTarget
-from bootstrap.workflow.context import RunContext
 
 RESTART_REMINDER = (
     "Done renewing certificates. You must restart the kube-apiserver, kube-controller-manager, "

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import click
 
 from bootstrap.commands.common import emit, output_option, rootfs_option
+from bootstrap.commands.fleet import fleet_options, run_and_report, split_list
+from bootstrap.commands.report import node_summary, phase_lines
+from bootstrap.engine.phase import ALL, Phase
+from bootstrap.engine.result import PhaseResult
 from bootstrap.errors import PhaseError, UsageError
-from bootstrap.phases.base import Phase
-from bootstrap.phases.node import BINARIES, CONTAINER_RUNTIME, KERNEL
-from bootstrap.phases.table import check_skip_list, init_phases
-from bootstrap.spec.load import build_spec
+from bootstrap.phases.tree import INIT
 from bootstrap.spec.model import EncryptionAlgorithm
-from bootstrap.transport.local import LocalTarget
-from bootstrap.workflow.context import RunContext
-from bootstrap.workflow.report import HostReport, PhaseResult, Status
-from bootstrap.workflow.runner import NOT_IMPLEMENTED, run_phases
-
-# Fleet-only phases: preparing a node (kernel, runtime, binaries) is not part of kubeadm's init.
-NODE_PREP_PHASES = (KERNEL, CONTAINER_RUNTIME, BINARIES)
+from bootstrap.workflow.init import init_fleet, init_node
+from bootstrap.workflow.options import Events
 
 _SPEC_OPTIONS: list[Callable[[Any], Any]] = [
     click.option(
@@ -95,101 +92,61 @@ _FLEET_OPTIONS: list[Callable[[Any], Any]] = [
 ]
 
 
-def fleet_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+def fleet_option_set(fn: Callable[..., Any]) -> Callable[..., Any]:
     for opt in reversed(_FLEET_OPTIONS):
         fn = opt(fn)
     return fn
 
 
-def run_init(params: dict[str, Any], phases: tuple[Phase, ...], skip: set[str], *, prefix: str = "") -> None:
-    spec = build_spec(params, params.get("config"))
-    skip |= check_skip_list(init_phases(), spec.skip_phases)
-    target = LocalTarget(params["rootfs"] or "/", name=spec.node.name)
-    ctx = RunContext(spec, target, dry_run=bool(params.get("dry_run")))
+def run_init(params: dict[str, Any], *, only: str | None = None) -> None:
+    """`init` and `init phase PATH` on this node (or a --rootfs directory)."""
+    dry_run = bool(params.get("dry_run"))
     output = params.get("output", "text")
     verbose = int((click.get_current_context().find_root().obj or {}).get("verbose", 0))
-    listener = (lambda host, result: _print_phase(result, ctx.dry_run, verbose)) if output == "text" else None
-    report = run_phases(ctx, phases, skip, prefix=prefix, on_phase=listener)
-    emit(
-        output,
-        {"hosts": {report.host: report.to_json()}, "dry_run": ctx.dry_run},
-        lambda: _summary(report, ctx.dry_run),
+
+    def show(host: str, result: PhaseResult) -> None:
+        for line in phase_lines(result, dry_run, verbose):
+            click.echo(line)
+
+    events = Events(on_phase=show if output == "text" else None)
+    result = init_node(
+        params, rootfs=params.get("rootfs"), dry_run=dry_run, only=only, skip=split_list(params.get("skip_phases")),
+        events=events,
     )
+    report = next(iter(result.hosts.values()))
+    emit(output, {"hosts": {report.host: report.to_json()}, "dry_run": dry_run}, lambda: node_summary(report, dry_run))
     if report.failed:
-        failed = next(p for p in report.phases if p.error)
-        raise PhaseError(f"phase {failed.name} failed on {report.host}: {failed.error}")
+        failed = next((p for p in report.phases if p.error), None)
+        raise PhaseError(f"phase {failed.name if failed else '?'} failed on {report.host}: "
+                         f"{failed.error if failed else report.error}")
 
 
-_WORDS = {Status.CREATED: "created", Status.UPDATED: "updated"}
-_DRY = {Status.CREATED: "would create", Status.UPDATED: "would update"}
+def run_init_fleet(params: dict[str, Any], *, only: str | None = None) -> None:
+    """`init -i` and `init phase PATH -i`: every host of the inventory (or ROOTFS/<host>/)."""
+    if params.get("transport") == "ansible":
+        if only is not None:
+            raise UsageError("init phase NAME runs over SSH only", hint="drop --transport ansible")
+        from bootstrap.commands.ansible import init_ansible
 
-
-def _print_phase(result: PhaseResult, dry_run: bool, verbose: int) -> None:
-    tag = f"[{result.name}]"
-    if result.skipped_reason == NOT_IMPLEMENTED:
-        return  # one line in the summary says where we stopped
-    if result.skipped_reason:
-        click.echo(f"{tag} skipped: {result.skipped_reason}")
+        init_ansible(params)
         return
-    if result.name == "preflight" and all(c.status == Status.SKIPPED for c in result.changes) and not verbose:
-        click.echo(
-            f"{tag} skipped {len(result.changes)} checks of the live host (--rootfs): "
-            + ", ".join(c.item for c in result.changes)
-        )
-        return
-    for c in result.changes:
-        if c.status.changed:
-            word = (_DRY if dry_run else _WORDS)[c.status]
-            click.echo(f"{tag} {word} {c.item}" + (f" ({c.detail})" if c.detail else ""))
-        elif c.status in (Status.SKIPPED, Status.WARNING, Status.FAILED):
-            click.echo(f"{tag} {c.status.value}: {c.item}" + (f": {c.detail}" if c.detail else ""))
-        elif verbose:
-            click.echo(f"{tag} unchanged {c.item}")
-
-
-def _summary(report: HostReport, dry_run: bool) -> str:
-    changes = [c for p in report.phases for c in p.changes]
-    unchanged = sum(1 for c in changes if c.status == Status.UNCHANGED)
-    stopped = [p.name for p in report.phases if p.skipped_reason and p.skipped_reason.startswith("needs a running")]
-    lines = []
-    if report.failed:
-        failed = next(p for p in report.phases if p.error)
-        lines.append(f"{report.host}: FAILED in phase {failed.name}")
-    elif report.changed == 0:
-        lines.append(f"{report.host}: nothing to do, {unchanged} items already as specified")
-    else:
-        verb = "would change" if dry_run else "changed"
-        lines.append(f"{report.host}: {report.changed} {verb}, {unchanged} unchanged")
-    if stopped and not report.failed:
-        lines.append(
-            f"stopped before {stopped[0]}: phases {', '.join(stopped)} need a running kube-apiserver, "
-            "which kbootstrap does not start yet (see README)"
-        )
-    return "\n".join(lines)
+    opts = fleet_options(params, only=only)
+    title = "kbootstrap init" + (f" ({opts.rootfs}: rendered offline)" if opts.rootfs else "")
+    run_and_report(opts, params.get("output", "text"), title, init_fleet, extra={"validation": None})
 
 
 @click.group("init", invoke_without_command=True, help="Run this command to set up a Kubernetes control plane.")
 @spec_options
 @click.option("--skip-phases", help="Phases to skip, comma-separated (e.g. preflight,certs/apiserver).")
-@fleet_options
+@fleet_option_set
 @click.pass_context
 def init(ctx: click.Context, **params: Any) -> None:
     if ctx.invoked_subcommand is not None:
         return
     if params.get("inventory"):
-        if params.get("transport") == "ansible":
-            from bootstrap.transport.ansible import run_fleet_init_ansible
-
-            run_fleet_init_ansible(params)
-            return
-        from bootstrap.commands.fleet import run_fleet_init
-
-        run_fleet_init(params)
+        run_init_fleet(params)
         return
-    skip = check_skip_list(
-        init_phases(), (params.get("skip_phases") or "").split(",") if params.get("skip_phases") else []
-    )
-    run_init(params, init_phases(), skip)
+    run_init(params)
 
 
 @init.group("phase", help="Use this command to invoke single phase of the init workflow.")
@@ -197,42 +154,40 @@ def phase_group() -> None:
     pass
 
 
-def _leaf(phase: Phase, prefix: str, name: str | None = None, *, fleet_only: bool = False) -> click.Command:
-    path = f"{prefix}/{phase.name}" if prefix else phase.name
+def _leaf(phase: Phase, path: str, name: str | None = None) -> click.Command:
+    runs_on = f" Runs on {phase.hosts.name}." if phase.hosts is not ALL else ""
+    needs = " (fleet runs: needs -i)" if phase.fleet_only else ""
 
-    @click.command(name or phase.name, help=phase.help + (" (fleet runs: needs -i)" if fleet_only else ""))
+    @click.command(name or phase.name, help=phase.help + needs + runs_on)
     @spec_options
-    @fleet_options
+    @fleet_option_set
     def command(**params: Any) -> None:
         if params.get("inventory"):
-            from bootstrap.commands.fleet import run_fleet_init
-
-            if params.get("transport") == "ansible":
-                raise UsageError("init phase NAME runs over SSH only", hint="drop --transport ansible")
-            run_fleet_init(params, only=path)
-        elif fleet_only:
+            run_init_fleet(params, only=path)
+        elif phase.fleet_only:
             raise UsageError(f"phase {path} prepares fleet nodes over SSH", hint="pass -i INVENTORY")
         else:
-            run_init(params, (phase,), set(), prefix=prefix)
+            run_init(params, only=path)
 
     return command
 
 
 def _add_phase_commands() -> None:
-    for top in (*NODE_PREP_PHASES, *init_phases()):
-        fleet_only = top in NODE_PREP_PHASES
+    """`init phase ...`, generated from the init tree: every phase (and sub-phase) is a command."""
+    for top in INIT:
         if top.needs_api_server:
             continue
         if not top.children:
-            phase_group.add_command(_leaf(top, "", fleet_only=fleet_only))
+            phase_group.add_command(_leaf(top, top.name))
             continue
         sub = click.Group(top.name, help=top.help)
         phase_group.add_command(sub)
         if len(top.children) > 1:
-            sub.add_command(_leaf(top, "", name="all", fleet_only=fleet_only))
+            sub.add_command(_leaf(top, top.name, name="all"))
             sub.commands["all"].help = f"{top.help}: all of them"
         for child in top.children:
-            sub.add_command(_leaf(child, top.name, fleet_only=fleet_only))
+            inherited = replace(child, hosts=top.hosts, fleet_only=top.fleet_only)
+            sub.add_command(_leaf(inherited, f"{top.name}/{child.name}"))
 
 
 _add_phase_commands()

@@ -7,7 +7,11 @@ from typing import Any
 import click
 
 from bootstrap.commands.common import emit
-from bootstrap.commands.init import _print_phase, _summary, fleet_options, spec_options
+from bootstrap.commands.fleet import fleet_options, run_and_report, split_list
+from bootstrap.commands.init import fleet_option_set, spec_options
+from bootstrap.commands.report import node_summary, phase_lines
+from bootstrap.engine.context import RunContext
+from bootstrap.engine.runner import run_host_phases
 from bootstrap.errors import UsageError
 from bootstrap.join.copycerts import parse_certificate_key
 from bootstrap.join.discovery import DEFAULT_TIMEOUT
@@ -15,8 +19,7 @@ from bootstrap.join.node import JoinRequest, join_phases, plan_join
 from bootstrap.join.tokens import parse_token
 from bootstrap.spec.load import build_spec
 from bootstrap.transport.local import LocalTarget
-from bootstrap.workflow.context import RunContext
-from bootstrap.workflow.runner import run_phases
+from bootstrap.workflow.join import join_fleet
 
 
 def _timeout(text: str | None) -> float:
@@ -83,22 +86,21 @@ def request_from(params: dict[str, Any]) -> JoinRequest:
 @click.option("--skip-phases", help="Phases to skip, comma-separated.")
 @click.option("--limit", help="With -i: the new hosts to join, comma-separated (Kubespray's scale.yml --limit).")
 @spec_options
-@fleet_options
+@fleet_option_set
 def join(**params: Any) -> None:
     if params.get("inventory"):
-        limit = [h.strip() for h in (params.get("limit") or "").split(",") if h.strip()]
+        limit = split_list(params.get("limit"))
         if not limit:
             raise UsageError(
                 "join -i needs --limit HOST[,HOST]: the new hosts", hint="hosts outside --limit are the running cluster"
             )
         if params.get("transport") == "ansible":
-            from bootstrap.transport.ansible import run_fleet_join_ansible
+            from bootstrap.commands.ansible import join_ansible
 
-            run_fleet_join_ansible(params, limit)
+            join_ansible(params, list(limit))
             return
-        from bootstrap.workflow.scale import run_fleet_join
-
-        run_fleet_join(params, limit)
+        opts = fleet_options(params, limit=limit)
+        run_and_report(opts, params.get("output", "text"), "kbootstrap join", join_fleet, hosts=list(limit))
         return
     if params.get("limit"):
         raise UsageError("--limit needs -i INVENTORY")
@@ -107,13 +109,17 @@ def join(**params: Any) -> None:
     target = LocalTarget(params.get("rootfs") or "/", name=spec.node.name)
     plan = plan_join(req, spec, target)  # discovery and downloads; nothing written yet
     ctx = RunContext(plan.spec, target, dry_run=bool(params.get("dry_run")))
-    skip = {s.strip() for s in (params.get("skip_phases") or "").split(",") if s.strip()}
+    skip = set(split_list(params.get("skip_phases")))
     output = params.get("output", "text")
-    listener = (lambda host, result: _print_phase(result, ctx.dry_run, 0)) if output == "text" else None
-    report = run_phases(ctx, join_phases(plan), skip, on_phase=listener)
+
+    def show(host: str, result: Any) -> None:
+        for line in phase_lines(result, ctx.dry_run, 0):
+            click.echo(line)
+
+    report = run_host_phases(ctx, join_phases(plan), skip, on_phase=show if output == "text" else None)
 
     def text() -> str:
-        lines = [_summary(report, ctx.dry_run)]
+        lines = [node_summary(report, ctx.dry_run)]
         if not report.failed and not ctx.dry_run:
             lines.append(
                 f"This node has joined the cluster at {plan.info.server}: the kubelet finishes the TLS "

@@ -25,32 +25,8 @@ from bootstrap.render.netchecker import (
     proxy_path,
     render_manifests,
 )
-from bootstrap.spec.inventory import Inventory, load_inventory
-from bootstrap.transport.base import Target
 
 KUBECTL_TIMEOUT = 20
-
-
-def open_targets(inv: Inventory, forks: int, tofu: bool) -> tuple[dict[str, Target], dict[str, str]]:
-    """Connect to every inventory host (host keys checked): (targets, host -> why it is unreachable)."""
-    from bootstrap.commands.fleet import connect
-
-    conns = connect(inv, [h.name for h in inv.hosts], forks, tofu)
-    targets: dict[str, Target] = {}
-    unreachable: dict[str, str] = {}
-    for name, c in conns.items():
-        if isinstance(c, Exception):
-            unreachable[name] = c.one_line() if isinstance(c, KbootstrapError) else str(c)
-        else:
-            targets[name] = c
-    return targets, unreachable
-
-
-def close_targets(targets: dict[str, Target]) -> None:
-    for t in targets.values():
-        close = getattr(t, "close", None)
-        if close:
-            close()
 
 
 @click.command("netcheck")
@@ -99,17 +75,13 @@ def netcheck(
         return
     if not inventory:
         raise UsageError("netcheck needs -i INVENTORY", hint="or --render-manifests / --in-cluster")
-    from bootstrap.validate.fleet import cluster_spec_for
-    from bootstrap.validate.netcheck import run_netcheck
     from bootstrap.validate.report import netcheck_text
+    from bootstrap.workflow.check import netcheck_fleet
+    from bootstrap.workflow.options import FleetOptions
 
-    inv = load_inventory(inventory)
-    spec = cluster_spec_for(inv, config)
-    targets, unreachable = open_targets(inv, forks, trust_on_first_use)
-    try:
-        report = run_netcheck(inv, spec, targets, unreachable=unreachable, forks=forks)
-    finally:
-        close_targets(targets)
+    report = netcheck_fleet(
+        FleetOptions(inventory, flags={"config": config}, forks=forks, tofu=trust_on_first_use)
+    )
     emit(output, report.to_json(), lambda: netcheck_text(report, color=sys.stdout.isatty()))
     if report.failed:
         raise SystemExit(1)

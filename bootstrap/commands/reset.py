@@ -7,13 +7,14 @@ from typing import Any
 import click
 
 from bootstrap.commands.common import emit, output_option, rootfs_option
-from bootstrap.commands.init import fleet_options
+from bootstrap.commands.fleet import fleet_options, render, run_and_report, split_list
+from bootstrap.commands.init import fleet_option_set
+from bootstrap.engine.result import HostReport, Status
 from bootstrap.errors import UsageError
-from bootstrap.join.reset import NOT_CLEANED, reset_phases
+from bootstrap.phases.reset import NOT_CLEANED
 from bootstrap.spec.model import DEFAULT_CERT_DIR
-from bootstrap.transport.local import LocalTarget
-from bootstrap.workflow.report import HostReport, Status
-from bootstrap.workflow.runner import run_phases
+from bootstrap.workflow.reset import remove_node as remove_node_workflow
+from bootstrap.workflow.reset import reset_fleet, reset_node
 
 WARNING = "[reset] WARNING: Changes made to this host by 'kubeadm init' or 'kubeadm join' will be reverted."
 
@@ -54,7 +55,7 @@ def reset_text(report: HostReport, dry_run: bool) -> str:
 @click.option("--limit", help="With -i --transport ansible: only these hosts (comma-separated).")
 @rootfs_option
 @output_option
-@fleet_options
+@fleet_option_set
 def reset(
     force: bool,
     dry_run: bool,
@@ -72,14 +73,8 @@ def reset(
         click.echo(WARNING, err=True)
         if not click.confirm("[reset] Are you sure you want to proceed?", default=False, err=True):
             raise UsageError("aborted reset operation")
-    target = LocalTarget(rootfs or "/", name="localhost")
-    from bootstrap.spec.load import build_spec
-
-    spec = build_spec({"apiserver_advertise_address": "127.0.0.1", "node_name": "localhost", "cert_dir": cert_dir})
-    from bootstrap.workflow.context import RunContext
-
-    ctx = RunContext(spec, target, dry_run=dry_run)
-    report = run_phases(ctx, reset_phases(cert_dir, cleanup_tmp_dir=cleanup_tmp_dir), set())
+    result = reset_node(cert_dir, rootfs=rootfs, dry_run=dry_run, cleanup_tmp_dir=cleanup_tmp_dir)
+    report = next(iter(result.hosts.values()))
     emit(output, {"hosts": {report.host: report.to_json()}, "dry_run": dry_run}, lambda: reset_text(report, dry_run))
     if report.failed:
         raise SystemExit(1)
@@ -88,24 +83,22 @@ def reset(
 def _reset_fleet(params: dict[str, Any], limit: str | None) -> None:
     """Every host of an inventory, as Kubespray's reset.yml: the whole cluster goes, so no etcd
     member leaves one by one (that would lose quorum half-way); each node is wiped in parallel."""
-    hosts = [h.strip() for h in (limit or "").split(",") if h.strip()]
+    hosts = split_list(limit)
     if not params["force"] and not params["dry_run"]:
         click.echo(WARNING, err=True)
         if not click.confirm("[reset] Reset every host of the inventory?", default=False, err=True):
             raise UsageError("aborted reset operation")
     if params.get("transport") == "ansible":
-        from bootstrap.transport.ansible import run_fleet_reset_ansible
+        from bootstrap.commands.ansible import reset_ansible
 
-        run_fleet_reset_ansible(params, hosts or None)
+        reset_ansible(params, list(hosts) or None)
         return
     if hosts:
         raise UsageError(
             "reset -i resets the whole cluster over SSH",
             hint="to take some hosts out of a running cluster use `kbootstrap remove-node -i INV --node HOST`",
         )
-    from bootstrap.workflow.scale import run_fleet_reset
-
-    run_fleet_reset(params)
+    run_and_report(fleet_options(params), params.get("output", "text"), "kbootstrap reset", reset_fleet)
 
 
 @click.command(
@@ -117,13 +110,31 @@ def _reset_fleet(params: dict[str, Any], limit: str | None) -> None:
 @click.option(
     "--force", is_flag=True, help="The node is dead: remove its etcd member through the survivors and never contact it."
 )
-@fleet_options
+@fleet_option_set
 @output_option
 def remove_node(**params: Any) -> None:
     if not params.get("inventory"):
         raise UsageError("remove-node needs -i INVENTORY", hint="on the node itself, use `kbootstrap reset`")
     if params.get("transport") == "ansible":
         raise UsageError("remove-node runs over SSH only", hint="drop --transport ansible")
-    from bootstrap.workflow.scale import run_remove_node
+    node = str(params["node"])
+    result = remove_node_workflow(fleet_options(params), node, force=bool(params.get("force")))
+    report = result.hosts[node]
+    output = params.get("output", "text")
+    if output == "json":
+        render(result, output, "kbootstrap remove-node", extra={"forced": bool(params.get("force"))})
+        return
 
-    run_remove_node(params)
+    lines = []
+    for p in report.phases:
+        for c in p.changes:
+            lines.append(f"[{p.name}] {c.status.value}: {c.item}" + (f" ({c.detail})" if c.detail else ""))
+        if p.skipped_reason:
+            lines.append(f"[{p.name}] skipped: {p.skipped_reason}")
+        if p.error:
+            lines.append(f"[{p.name}] FAILED: {p.error}")
+    if not report.failed:
+        lines.append(f"{node} removed: take it out of {params['inventory']} so later runs leave it alone")
+    click.echo("\n".join(lines))
+    if report.failed:
+        raise SystemExit(1)

@@ -7,8 +7,9 @@ import sys
 import click
 
 from bootstrap.commands.common import emit, output_option
-from bootstrap.commands.netcheck import close_targets, open_targets
-from bootstrap.spec.inventory import load_inventory
+from bootstrap.commands.fleet import split_list
+from bootstrap.workflow.check import validate_nodes
+from bootstrap.workflow.options import FleetOptions
 
 
 @click.command("validate")
@@ -39,23 +40,9 @@ def validate(
     checksum and a version the skew policy allows, and no CA private key on workers. Checks of
     phases that were skipped (inventory kbootstrap_skip_phases, --skip-phases) are skipped, saying so.
     """
-    from bootstrap.validate.fleet import cluster_spec_for, validate_fleet
-    from bootstrap.workflow.cluster import bundle_for
-
-    inv = load_inventory(inventory)
-    spec = cluster_spec_for(inv, config)
-    the_bundle = bundle_for(inv, bundle)
-    phases = [s.strip() for s in skip_phases.split(",") if s.strip()]
-    if not with_netcheck:
-        phases.append("validate/netcheck")
-    targets, unreachable = open_targets(inv, forks, trust_on_first_use)
-    try:
-        result = validate_fleet(inv, spec, targets, bundle=the_bundle, output=output, skip_phases=phases,
-                                unreachable=unreachable, forks=forks)
-    finally:
-        close_targets(targets)
-    if not with_netcheck:
-        result.skipped.pop("netcheck", None)  # not asked for: nothing to report
+    opts = FleetOptions(inventory, flags={"config": config}, forks=forks, tofu=trust_on_first_use, bundle=bundle,
+                        skip=split_list(skip_phases))
+    result = validate_nodes(opts, with_netcheck=with_netcheck, output=output)
     emit(output, result.to_json(), lambda: result.text(color=sys.stdout.isatty()))
     if result.failed:
         raise SystemExit(1)

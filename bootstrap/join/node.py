@@ -13,12 +13,11 @@ manifests, then the local etcd member joins the existing cluster (learner, start
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bootstrap.engine.context import RunContext
+from bootstrap.engine.phase import Phase
 from bootstrap.errors import KbootstrapError, PhaseError, PKIError, PreflightError, UsageError
 from bootstrap.join import copycerts
 from bootstrap.join.apiclient import APIClient
@@ -31,21 +30,16 @@ from bootstrap.join.discovery import (
     fetch_cluster_info,
 )
 from bootstrap.join.tokens import Token
-from bootstrap.phases import control_plane, etcd, kubelet
-from bootstrap.phases.base import Phase
+from bootstrap.phases import control_plane, kubelet
 from bootstrap.pki.store import ensure_pki
 from bootstrap.render.kubeconfig import KUBECONFIG_MODE, build_kubeconfig, ensure_kubeconfigs
-from bootstrap.spec.endpoint import url_host
-from bootstrap.spec.model import KUBERNETES_DIR, ClusterSpec, EtcdMember, EtcdMode, split_host_port
-from bootstrap.transport.base import CommandResult, Target
-from bootstrap.workflow.context import RunContext
-from bootstrap.workflow.report import Status
+from bootstrap.spec.model import KUBERNETES_DIR, ClusterSpec, split_host_port
+from bootstrap.transport.base import Target
 
 TOKEN_USER = "tls-bootstrap-token-user"  # kubeadm's user name in bootstrap-kubelet.conf
 BOOTSTRAP_KUBECONFIG = f"{KUBERNETES_DIR}/bootstrap-kubelet.conf"
 KUBELET_KUBECONFIG = f"{KUBERNETES_DIR}/kubelet.conf"
 JOIN_KUBECONFIGS = ("admin", "controller-manager", "scheduler")  # kubeadm join never writes super-admin.conf
-ETCD_HEALTH_ATTEMPTS, ETCD_HEALTH_INTERVAL = 8, 5.0  # kubeadm: 8 x 5 s after the member joins
 
 
 @dataclass(frozen=True)
@@ -272,151 +266,4 @@ def _no_etcd_join(ctx: RunContext) -> None:
     )
 
 
-# ---- etcd: one member at a time, as a learner first -----------------------------------------------
-Etcdctl = Callable[[str], CommandResult]
-
-
-def etcdctl_on(target: Target, cert_dir: str, endpoints: str = "https://127.0.0.1:2379") -> Etcdctl:
-    """etcdctl on a member with its own healthcheck-client certificate (kubeadm's etcd client cert)."""
-    pki = cert_dir.rstrip("/") + "/etcd"
-    base = (
-        f"ETCDCTL_API=3 etcdctl --endpoints={endpoints} --cacert={pki}/ca.crt "
-        f"--cert={pki}/healthcheck-client.crt --key={pki}/healthcheck-client.key --command-timeout=15s"
-    )
-    return lambda args: target.run(f"{base} {args}", timeout=60)
-
-
-@dataclass(frozen=True)
-class Member:
-    id: int
-    name: str
-    peer_urls: tuple[str, ...]
-    is_learner: bool
-
-    @property
-    def hex_id(self) -> str:
-        return format(self.id, "x")
-
-
-def member_list(etcdctl: Etcdctl) -> list[Member]:
-    result = etcdctl("member list -w json")
-    if not result.ok:
-        raise PhaseError(f"etcd member list failed: {_last_line(result)}", hint="is the existing etcd cluster healthy?")
-    try:
-        doc = json.loads(result.stdout)
-    except ValueError:
-        raise PhaseError("etcd member list: unreadable answer") from None
-    return [
-        Member(int(m["ID"]), str(m.get("name") or ""), tuple(m.get("peerURLs") or ()), bool(m.get("isLearner")))
-        for m in doc.get("members") or []
-    ]
-
-
-def _last_line(result: CommandResult) -> str:
-    text = (result.stderr or result.stdout).strip()
-    return text.splitlines()[-1][:300] if text else f"exit {result.exit_code}"
-
-
-def wait_etcd_healthy(
-    etcdctl: Etcdctl, attempts: int = ETCD_HEALTH_ATTEMPTS, interval: float = ETCD_HEALTH_INTERVAL
-) -> str:
-    last = ""
-    for i in range(attempts):
-        result = etcdctl("endpoint health --cluster")
-        if result.ok:
-            return (result.stdout + result.stderr).strip()
-        last = _last_line(result)
-        if i + 1 < attempts:
-            time.sleep(interval)
-    raise PhaseError(f"etcd cluster is not healthy after {attempts} checks: {last}", hint="see `journalctl -u etcd`")
-
-
-# etcd refuses a membership change while the members would not be a healthy quorum after it, and a
-# member counts as active only ~5 s after it connected: right after a join, `member add` (the next
-# member) and `member remove` answer "unhealthy cluster" for a while. kubeadm retries its etcd calls
-# with backoff; so do we, for those answers only.
-RETRYABLE_RECONFIG = ("unhealthy cluster", "too many requests")
-
-
-def reconfigure(etcdctl: Etcdctl, args: str, *, timeout: float = 40.0, interval: float = 2.0) -> CommandResult:
-    """A `member add|remove` call, retried while etcd says the cluster is not ready for it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = etcdctl(args)
-        text = (result.stdout + result.stderr).lower()
-        if result.ok or not any(r in text for r in RETRYABLE_RECONFIG) or time.monotonic() > deadline:
-            return result
-        time.sleep(interval)
-
-
-def remove_member(etcdctl: Etcdctl, hex_id: str, *, timeout: float = 40.0, interval: float = 2.0) -> CommandResult:
-    return reconfigure(etcdctl, f"member remove {hex_id}", timeout=timeout, interval=interval)
-
-
-def join_etcd_member(ctx: RunContext, etcdctl: Etcdctl, *, promote_timeout: float = 60.0) -> None:
-    """Add this node as a learner (if not yet a member), write its etcd unit/manifest with
-    --initial-cluster = existing members + self and state `existing`, start it, promote it, wait
-    until the whole cluster is healthy. Safe to rerun after a failure at any step."""
-    spec = ctx.spec
-    name = spec.node.name
-    peer_url = f"https://{url_host(spec.advertise_address)}:2380"
-    members = member_list(etcdctl)
-    mine = next((m for m in members if peer_url in m.peer_urls), None)
-    if mine is None:
-        if ctx.dry_run:
-            ctx.record(f"etcd member {name}", Status.CREATED, f"would add {peer_url} as a learner")
-            return
-        result = reconfigure(etcdctl, f"member add {name} --peer-urls={peer_url} --learner")
-        if not result.ok:
-            raise PhaseError(f"etcd member add {name} failed: {_last_line(result)}")
-        ctx.record(f"etcd member {name}", Status.CREATED, f"added {peer_url} as a learner")
-        members = member_list(etcdctl)
-        mine = next((m for m in members if peer_url in m.peer_urls), None)
-        if mine is None:
-            raise PhaseError(f"etcd member {name} was added but is not listed")
-    else:
-        ctx.record(f"etcd member {name}", Status.UNCHANGED, "learner" if mine.is_learner else "voting member")
-    existing = {m.name: m.peer_urls[0] for m in members if m.name and m.peer_urls and m.peer_urls[0] != peer_url}
-    cluster = tuple(EtcdMember(name=n, peer_url=u) for n, u in sorted({**existing, name: peer_url}.items()))
-    unit_exists = ctx.target.read(_etcd_file(spec)) is not None
-    if mine.name and not mine.is_learner and unit_exists:
-        # Joined earlier: the --initial-cluster flags are ignored once the data dir exists, so the
-        # unit is left as written then instead of restarting etcd for a cosmetic difference.
-        ctx.record(_etcd_file(spec), Status.UNCHANGED, "member already joined")
-    else:
-        sub = dataclasses.replace(
-            ctx, spec=spec.model_copy(update={"etcd_members": cluster, "etcd_initial_cluster_state": "existing"})
-        )
-        etcd.PHASE.children[0].run(sub)  # type: ignore[misc]
-    if ctx.dry_run:
-        return
-    if mine.is_learner:
-        _promote(ctx, etcdctl, mine, promote_timeout)
-    healthy = wait_etcd_healthy(etcdctl)
-    ctx.record("etcd health", Status.UNCHANGED, f"{healthy.count('is healthy')} members healthy")
-
-
-def _promote(ctx: RunContext, etcdctl: Etcdctl, member: Member, timeout: float) -> None:
-    # A learner can be promoted only once it has caught up with the leader: retry until then.
-    deadline = time.monotonic() + timeout
-    while True:
-        result = etcdctl(f"member promote {member.hex_id}")
-        if result.ok or "is not a learner" in (result.stderr + result.stdout):
-            ctx.record(f"etcd member {ctx.spec.node.name}", Status.UPDATED, "promoted to a voting member")
-            return
-        if time.monotonic() > deadline:
-            raise PhaseError(
-                f"etcd member promote {member.hex_id} failed: {_last_line(result)}",
-                hint="rerun the join: the learner stays in the cluster and is promoted then",
-            )
-        time.sleep(2)
-
-
-def _etcd_file(spec: ClusterSpec) -> str:
-    from bootstrap.render.manifests import ETCD_SYSTEMD_UNIT_PATH
-    from bootstrap.spec.model import MANIFESTS_DIR
-
-    return ETCD_SYSTEMD_UNIT_PATH if spec.etcd_mode == EtcdMode.HOST else f"{MANIFESTS_DIR}/etcd.yaml"
-
-
-__all__ = ["JoinPlan", "JoinRequest", "KbootstrapError", "join_etcd_member", "join_phases", "plan_join"]
+__all__ = ["JoinPlan", "JoinRequest", "KbootstrapError", "join_phases", "plan_join"]

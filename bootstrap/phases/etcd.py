@@ -1,52 +1,75 @@
 """The etcd phase: local etcd as kubeadm's static Pod, or (etcd_mode=host) as a systemd unit with
-exactly the same flags, Kubespray style. External etcd: nothing to do on the node."""
+exactly the same flags, Kubespray style. External etcd: nothing to do on the node.
+
+A member whose unit changes while it runs is restarted one member at a time, and the next waits
+until this one is back in a healthy quorum: a config change never takes the etcd cluster down. The
+members of a new cluster start together (each waits for the others to form the quorum). After the
+phase each member checks that it answers and that a quorum of its cluster is healthy; a member
+that is down fails alone and the others converge.
+"""
 
 from __future__ import annotations
 
 import re
+import shlex
 
-from bootstrap.errors import PhaseError
-from bootstrap.phases.base import Phase
+from bootstrap.engine.context import RunContext
+from bootstrap.engine.phase import ETCD_MEMBERS, Phase
+from bootstrap.engine.result import Status
+from bootstrap.engine.runner import RunState
+from bootstrap.etcd.members import etcdctl_on, wait_quorum
 from bootstrap.render import manifests as m
 from bootstrap.spec.model import MANIFESTS_DIR, ClusterSpec, EtcdMember, EtcdMode
-from bootstrap.workflow.context import RunContext
-from bootstrap.workflow.report import Status
 
 ETCD_UNIT_MODE = 0o644
+MANIFESTS_DIR_MODE = 0o700
+ROLL = "etcd"  # the rolling-restart lock: one member at a time
 
 
-def _run_local(ctx: RunContext) -> None:
+def run_local(ctx: RunContext) -> None:
     spec = ctx.spec
     if spec.etcd_external is not None or spec.etcd_local is None:
         ctx.skip("etcd", "external etcd is configured: no local etcd member on this node")
         return
     ctx.ensure_dir(spec.etcd_local.data_dir, spec.hardening.etcd_data_dir_mode)
     if spec.etcd_mode == EtcdMode.HOST:
-        _run_host_unit(ctx)
+        run_host_unit(ctx)
         return
-    ctx.ensure_dir(MANIFESTS_DIR, 0o700)
-    ctx.ensure_file(f"{MANIFESTS_DIR}/etcd.yaml", m.etcd_manifest(spec), 0o600)
+    ctx.ensure_dir(MANIFESTS_DIR, MANIFESTS_DIR_MODE)
+    path = f"{MANIFESTS_DIR}/etcd.yaml"
+    manifest = m.etcd_manifest(spec)
+    running = ctx.state(path) is not None and _member_running(ctx)
+    if not running:
+        ctx.ensure_file(path, manifest, 0o600)
+        return
+    # The kubelet restarts the static pod when its manifest changes: one member at a time.
+    current = ctx.read(path)
+    if current == manifest:
+        ctx.ensure_file(path, manifest, 0o600)
+        return
+    with ctx.rolling(ROLL, gate=lambda: _healthy_again(ctx)):
+        ctx.ensure_file(path, manifest, 0o600, detail="a running member: restarted one at a time")
+        ctx.flush()
 
 
-def _installed_etcd_version(ctx: RunContext) -> str | None:
+def installed_etcd_version(ctx: RunContext) -> str | None:
     """`etcd --version` on a live node ("etcd Version: 3.4.23"); None under --rootfs or if absent."""
-    if not ctx.target.live:
-        return None
-    out = ctx.target.run("etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p'").stdout.strip()
-    return out or None
+    result = ctx.fact("etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p'")
+    return (result.stdout.strip() or None) if result is not None else None
 
 
-def _bootstrapped_membership(ctx: RunContext) -> ClusterSpec:
+def bootstrapped_membership(ctx: RunContext) -> ClusterSpec:
     """etcd reads --initial-cluster* only when it bootstraps a member. Once this node's member
     exists, keep the flags its unit was born with: re-rendering them from a grown inventory would
-    change every member's unit and restart them all at once (a quorum loss for nothing)."""
+    change every member's unit and restart them all for nothing."""
     spec = ctx.spec
-    current = ctx.target.read(m.ETCD_SYSTEMD_UNIT_PATH)
-    if current is None or spec.etcd_local is None or not ctx.target.live:
+    current = ctx.read(m.ETCD_SYSTEMD_UNIT_PATH)
+    if current is None or spec.etcd_local is None:
         return spec
-    if not ctx.target.run(f"test -d {spec.etcd_local.data_dir}/member").ok:
+    exists = ctx.fact(f"test -d {shlex.quote(spec.etcd_local.data_dir + '/member')}")
+    if exists is None or not exists.ok:
         return spec
-    text = current.content.decode(errors="replace")
+    text = current.decode(errors="replace")
     members = re.search(r"--initial-cluster=(\S+)", text)
     state = re.search(r"--initial-cluster-state=(\S+)", text)
     if members is None:
@@ -55,38 +78,69 @@ def _bootstrapped_membership(ctx: RunContext) -> ClusterSpec:
     for item in members[1].split(","):
         name, _, url = item.partition("=")
         parsed.append(EtcdMember(name=name, peer_url=url))
-    return spec.model_copy(update={
-        "etcd_members": tuple(parsed),
-        "etcd_initial_cluster_state": state[1] if state else "new",
-    })
+    return spec.model_copy(
+        update={"etcd_members": tuple(parsed), "etcd_initial_cluster_state": state[1] if state else "new"}
+    )
 
 
-def _run_host_unit(ctx: RunContext) -> None:
-    spec = _bootstrapped_membership(ctx)
-    unit = m.etcd_systemd_unit(spec, binary_version=_installed_etcd_version(ctx)).encode()
-    changed = ctx.ensure_file(m.ETCD_SYSTEMD_UNIT_PATH, unit, ETCD_UNIT_MODE)
-    if ctx.dry_run:
-        ctx.skip("start etcd", "dry-run: nothing is started")
+def run_host_unit(ctx: RunContext) -> None:
+    spec = bootstrapped_membership(ctx)
+    unit = m.etcd_systemd_unit(spec, binary_version=installed_etcd_version(ctx)).encode()
+    current = ctx.read(m.ETCD_SYSTEMD_UNIT_PATH)
+    if current is None or current == unit or not _member_running(ctx):
+        # A new member (the members of a new cluster start together), or nothing to restart.
+        changed = ctx.ensure_file(m.ETCD_SYSTEMD_UNIT_PATH, unit, ETCD_UNIT_MODE)
+        ctx.service("etcd", restart=changed, why="unit changed", daemon_reload=changed,
+                    rootfs_reason="not a live root (--rootfs): no service is started")
         return
-    if not ctx.target.live:
-        ctx.skip("start etcd", "not a live root (--rootfs): no service is started")
-        return
-    # Restart only when the unit changed; otherwise make sure it is enabled and running.
-    script = ("systemctl daemon-reload && systemctl enable etcd && systemctl restart etcd" if changed
-              else "systemctl enable etcd && systemctl start etcd")
-    result = ctx.target.run(script, timeout=120)
-    if not result.ok:
-        ctx.record("start etcd", Status.FAILED, (result.stderr or result.stdout).strip())
-        raise PhaseError("etcd: systemd could not start etcd", hint="see `journalctl -u etcd`")
-    ctx.record("start etcd", Status.UPDATED if changed else Status.UNCHANGED, "systemctl: etcd running")
+    with ctx.rolling(ROLL, gate=lambda: _healthy_again(ctx)):
+        ctx.ensure_file(m.ETCD_SYSTEMD_UNIT_PATH, unit, ETCD_UNIT_MODE, detail="a running member: one at a time")
+        ctx.service("etcd", restart=True, why="unit changed", daemon_reload=True)
 
 
+def _member_running(ctx: RunContext) -> bool:
+    result = ctx.fact("pgrep -x etcd >/dev/null")
+    return result is not None and result.ok
+
+
+def _healthy_again(ctx: RunContext) -> None:
+    health = wait_quorum(etcdctl_on(ctx.target, ctx.spec.cert_dir), stopping=lambda: ctx.stopping)
+    ctx.record("etcd health", Status.UNCHANGED, health.describe())
+
+
+def check_health(run: RunState, names: list[str]) -> None:
+    """After the phase, on each member: it answers, and a quorum of its cluster is healthy."""
+    members = [n for n in names if _has_local_member(run, n)]
+
+    def check(name: str) -> None:
+        ctx = run.contexts[name]
+        health = wait_quorum(etcdctl_on(ctx.target, ctx.spec.cert_dir), stopping=lambda: ctx.stopping)
+        status = Status.WARNING if health.unhealthy else Status.UNCHANGED
+        run.note(name, "etcd health", status, health.describe())
+
+    run.parallel(members, check)
+
+
+def _has_local_member(run: RunState, name: str) -> bool:
+    ctx = run.contexts[name]
+    spec = ctx.spec
+    return (
+        not run.dry_run
+        and ctx.live
+        and spec.etcd_mode == EtcdMode.HOST
+        and spec.etcd_external is None
+        and spec.etcd_local is not None
+    )
+
+
+LOCAL = Phase(
+    "local", "Generate the static Pod manifest file for a local, single-node local etcd instance", run_local
+)
 PHASE = Phase(
     "etcd",
     "Generate static Pod manifest file for local etcd",
     None,
-    children=(
-        Phase("local", "Generate the static Pod manifest file for a local, single-node local etcd instance",
-              _run_local),
-    ),
+    children=(LOCAL,),
+    hosts=ETCD_MEMBERS,
+    after=check_health,
 )

@@ -1,14 +1,17 @@
 """The kubelet-start phase: kubelet settings (config.yaml, kubeadm-flags.env, instance config), the
-packaged unit and drop-in, then (re)start the kubelet on a live node that has it installed."""
+packaged unit and drop-in, then the kubelet enabled and running on a live node that has it.
+
+The kubelet is restarted only when one of its inputs changed (its config, flags, unit or drop-in,
+or its credentials: kubelet.conf, bootstrap-kubelet.conf), and the report says which; a rerun with
+nothing to do leaves the running kubelet alone.
+"""
 
 from __future__ import annotations
 
-from bootstrap.errors import PhaseError
-from bootstrap.phases.base import Phase
+from bootstrap.engine.context import RunContext
+from bootstrap.engine.phase import Phase
 from bootstrap.render import kubelet as k
-from bootstrap.spec.model import KUBELET_DIR
-from bootstrap.workflow.context import RunContext
-from bootstrap.workflow.report import Status
+from bootstrap.spec.model import KUBELET_DIR, KUBERNETES_DIR
 
 FLAGS_ENV_MODE = 0o644  # kubeadm's mode; not a CIS item
 KUBELET_DIR_MODE = 0o700
@@ -16,25 +19,27 @@ RESOLVED_WANTS = (
     "/etc/systemd/system/multi-user.target.wants/systemd-resolved.service",
     "/etc/systemd/system/sysinit.target.wants/systemd-resolved.service",
 )
+CREDENTIALS = (f"{KUBERNETES_DIR}/kubelet.conf", f"{KUBERNETES_DIR}/bootstrap-kubelet.conf")
+KUBELET_BINARY = "/usr/bin/kubelet"
 
 
 def node_hostname(ctx: RunContext) -> str:
     """The node's own hostname: /etc/hostname on the target, else `hostname` on a live node."""
-    state = ctx.target.read("/etc/hostname")
-    if state is not None and state.content.strip():
-        return state.content.decode(errors="replace").strip().lower()
-    if ctx.target.live:
-        result = ctx.target.run("hostname")
-        if result.ok and result.stdout.strip():
-            return result.stdout.strip().lower()
+    data = ctx.read("/etc/hostname")
+    if data is not None and data.strip():
+        return data.decode(errors="replace").strip().lower()
+    result = ctx.fact("hostname")
+    if result is not None and result.ok and result.stdout.strip():
+        return result.stdout.strip().lower()
     return ctx.spec.node.name  # unknown: assume it matches, as a fresh node named by us would
 
 
 def systemd_resolved_active(ctx: RunContext) -> bool:
     """Live node: ask systemd. --rootfs: nothing runs, so look whether the unit is enabled."""
-    if ctx.target.live:
-        return ctx.target.run("systemctl is-active --quiet systemd-resolved").ok
-    return any(ctx.target.read(p) is not None or ctx.target.list_dir(p) is not None for p in RESOLVED_WANTS)
+    result = ctx.fact("systemctl is-active --quiet systemd-resolved")
+    if result is not None:
+        return result.ok
+    return any(ctx.state(p) is not None or ctx.target.list_dir(p) is not None for p in RESOLVED_WANTS)
 
 
 def _modes(ctx: RunContext) -> dict[str, int]:
@@ -48,7 +53,9 @@ def _modes(ctx: RunContext) -> dict[str, int]:
     }
 
 
-def run(ctx: RunContext) -> None:
+def run(ctx: RunContext, *, changed_before: tuple[str, ...] = ()) -> None:
+    """changed_before: kubelet inputs an earlier step of the same phase changed (join: its bootstrap
+    kubeconfig), so the kubelet picks them up."""
     rendered = k.render_kubelet_files(
         ctx.spec, hostname=node_hostname(ctx), systemd_resolved=systemd_resolved_active(ctx)
     )
@@ -56,29 +63,19 @@ def run(ctx: RunContext) -> None:
         ctx.warn(k.KUBELET_CONFIG_PATH, warning)
     ctx.ensure_dir(KUBELET_DIR, KUBELET_DIR_MODE)
     modes = _modes(ctx)
-    for path, data in rendered.files.items():
-        ctx.ensure_file(path, data, modes[path])
-    _start(ctx)
+    written = ctx.ensure_files([(path, data, modes[path]) for path, data in rendered.files.items()])
+    changed = [p for p, c in written.items() if c] + list(changed_before)
+    start(ctx, changed)
 
 
-def _start(ctx: RunContext) -> None:
-    item = "start kubelet"
-    if ctx.dry_run:
-        ctx.skip(item, "dry-run: nothing is started")
+def start(ctx: RunContext, changed: list[str]) -> None:
+    present = ctx.fact(f"test -x {KUBELET_BINARY}")
+    if present is not None and not present.ok:
+        ctx.skip("start kubelet", f"{KUBELET_BINARY} is not installed: nothing to start")
         return
-    if not ctx.target.live:
-        ctx.skip(item, "--rootfs: no service is started")
-        return
-    if not ctx.target.run("test -x /usr/bin/kubelet").ok:
-        ctx.skip(item, "kubelet binary not installed")
-        return
-    result = ctx.target.run(
-        "systemctl daemon-reload && systemctl enable kubelet && systemctl restart kubelet", timeout=120
-    )
-    if not result.ok:
-        ctx.record(item, Status.FAILED, (result.stderr or result.stdout).strip())
-        raise PhaseError("kubelet-start: systemd could not (re)start the kubelet", hint="see `journalctl -u kubelet`")
-    ctx.record(item, Status.UPDATED, "systemctl restart kubelet")
+    units_changed = any(p in (k.KUBELET_UNIT_PATH, k.KUBELET_DROPIN_PATH) for p in changed)
+    why = ", ".join(p.rsplit("/", 1)[-1] for p in changed)
+    ctx.service("kubelet", restart=bool(changed), why=why and f"{why} changed", daemon_reload=units_changed)
 
 
 PHASE = Phase("kubelet-start", "Write kubelet settings and (re)start the kubelet", run)

@@ -18,40 +18,29 @@ import ipaddress
 import shlex
 
 from bootstrap.artifacts.bundle import LB_PACKAGES
+from bootstrap.engine.context import RunContext
+from bootstrap.engine.phase import Hosts, Node, Phase
+from bootstrap.engine.result import Change, Status
+from bootstrap.engine.runner import RunState
 from bootstrap.errors import PhaseError
-from bootstrap.phases.base import Phase
-from bootstrap.phases.node import install_packages, run_script
+from bootstrap.phases.node import install_packages
 from bootstrap.render import loadbalancer as lb
 from bootstrap.spec.endpoint import EndpointMode, EndpointSpec, VipProvider
-from bootstrap.spec.inventory import CONTROL_PLANE, InventoryHost
 from bootstrap.spec.model import KUBERNETES_DIR, MANIFESTS_DIR
 from bootstrap.transport.base import Target
-from bootstrap.workflow.context import RunContext
-from bootstrap.workflow.fleet import FleetPhase, FleetRun
-from bootstrap.workflow.report import Change, Status
 
 HELP = "Set up the HA API endpoint: HAProxy + keepalived VIP, kube-vip, or a localhost HAProxy on workers"
-STAGED = ".kbootstrap-new"
 
 
-def endpoint_of(ctx: RunContext) -> EndpointSpec | None:
-    """The endpoint from the spec, once ClusterSpec carries one (field `api_endpoint`)."""
-    ep = getattr(ctx.spec, "api_endpoint", None)
-    return ep if isinstance(ep, EndpointSpec) else None
-
-
-def loadbalancer_phase(endpoint: EndpointSpec | None) -> Phase:
-    def run(ctx: RunContext) -> None:
-        run_loadbalancer(ctx, endpoint if endpoint is not None else endpoint_of(ctx))
-
-    return Phase("loadbalancer", HELP, run)
+def run(ctx: RunContext) -> None:
+    run_loadbalancer(ctx, ctx.spec.api_endpoint)
 
 
 def run_loadbalancer(ctx: RunContext, ep: EndpointSpec | None) -> None:
     if ep is None:
         ctx.skip("API endpoint", "no endpoint mode set: a single API server, no load balancer")
         return
-    is_cp = CONTROL_PLANE in ctx.roles
+    is_cp = ctx.is_control_plane
     if ep.mode == EndpointMode.EXTERNAL:
         _check_external(ctx, ep)
     elif ep.mode == EndpointMode.LOCALHOST:
@@ -59,9 +48,9 @@ def run_loadbalancer(ctx: RunContext, ep: EndpointSpec | None) -> None:
             ctx.skip("localhost load balancer", "control planes use their own API server")
             return
         _install(ctx, ("haproxy",), "installing HAProxy")
-        changed = _install_config(ctx, lb.HAPROXY_CONFIG, lb.haproxy_cfg(ep, "worker").encode(), 0o644,
-                                  "haproxy -c -q -f {}", "HAProxy")
-        _service(ctx, "haproxy", changed)
+        changed = ctx.ensure_file_checked(lb.HAPROXY_CONFIG, lb.haproxy_cfg(ep, "worker").encode(), 0o644,
+                                          "haproxy -c -q -f {}", "HAProxy")
+        ctx.service("haproxy", restart=changed, why="haproxy.cfg changed", reload=True)
     elif not is_cp:
         ctx.skip("virtual IP", f"workers dial the VIP {ep.address}:{ep.port}")
     elif ep.provider == VipProvider.KUBE_VIP:
@@ -78,26 +67,27 @@ def _keepalived(ctx: RunContext, ep: EndpointSpec) -> None:
                          hint="the VIP's peers come from kube_control_plane in the inventory")
     _install(ctx, LB_PACKAGES, "installing HAProxy and keepalived")
     interface = _interface(ctx, ep)
-    haproxy_changed = _install_config(ctx, lb.HAPROXY_CONFIG, lb.haproxy_cfg(ep, "control-plane").encode(), 0o644,
-                                      "haproxy -c -q -f {}", "HAProxy")
+    haproxy_changed = ctx.ensure_file_checked(
+        lb.HAPROXY_CONFIG, lb.haproxy_cfg(ep, "control-plane").encode(), 0o644, "haproxy -c -q -f {}", "HAProxy"
+    )
     # The check script first: keepalived -t disables a track script it cannot find.
     ctx.ensure_dir("/etc/keepalived", 0o755)
     script_changed = ctx.ensure_file(lb.CHECK_SCRIPT, lb.check_script(ep).encode(), 0o755)
     conf = lb.keepalived_conf(ep, self_ip, ctx.spec.node.name, interface).encode()
-    conf_changed = _install_config(ctx, lb.KEEPALIVED_CONFIG, conf, 0o644, "keepalived -t -f {}", "keepalived")
+    conf_changed = ctx.ensure_file_checked(lb.KEEPALIVED_CONFIG, conf, 0o644, "keepalived -t -f {}", "keepalived")
     # HAProxy first: keepalived's check goes through it.
-    _service(ctx, "haproxy", haproxy_changed)
-    _service(ctx, "keepalived", conf_changed or script_changed)
+    ctx.service("haproxy", restart=haproxy_changed, why="haproxy.cfg changed", reload=True)
+    ctx.service("keepalived", restart=conf_changed or script_changed, why="keepalived config changed", reload=True)
 
 
 def _interface(ctx: RunContext, ep: EndpointSpec) -> str:
     """The NIC for the VIP: the configured one, else the one holding this node's own address."""
     self_ip = ctx.spec.advertise_address
-    if not ctx.target.live:
+    result = ctx.fact("ip -o addr show")
+    if result is None:
         if not ep.interface:
             ctx.warn("VIP interface", "guessed eth0 under --rootfs: set kbootstrap_vip_interface")
         return ep.interface or "eth0"
-    result = ctx.target.run("ip -o addr show")
     found: dict[str, list[str]] = {}
     for line in result.stdout.splitlines():
         parts = line.split()
@@ -126,7 +116,7 @@ def _kube_vip(ctx: RunContext, ep: EndpointSpec) -> None:
     interface = _interface(ctx, ep)
     # Only the init node has super-admin.conf; kube-vip needs it there until admin.conf's group is bound.
     super_admin = f"{KUBERNETES_DIR}/super-admin.conf"
-    kubeconfig = super_admin if ctx.target.read(super_admin) is not None else f"{KUBERNETES_DIR}/admin.conf"
+    kubeconfig = super_admin if ctx.state(super_admin) is not None else f"{KUBERNETES_DIR}/admin.conf"
     ctx.ensure_dir(MANIFESTS_DIR, 0o755)
     ctx.ensure_file(f"{MANIFESTS_DIR}/{lb.KUBE_VIP_MANIFEST}",
                     lb.kube_vip_manifest(ep, interface, kubeconfig).encode(), 0o600,
@@ -136,19 +126,19 @@ def _kube_vip(ctx: RunContext, ep: EndpointSpec) -> None:
 # ---- external -----------------------------------------------------------------------------------
 def _check_external(ctx: RunContext, ep: EndpointSpec) -> None:
     what = f"load balancer {ep.address}:{ep.port}"
-    if not ctx.target.live:
-        ctx.skip(what, "not a live host (--rootfs)")
-        return
     port = int(ep.port)
     url = shlex.quote(f"https://{lb.host_port(ep.address, port)}{ep.health_path}")
     probe = shlex.quote(f"</dev/tcp/{ep.address}/{port}")
     # Read-only, so it also runs in dry-run. Before the API servers run the LB may well answer 503.
-    result = ctx.target.run(f"""
+    result = ctx.fact(f"""
 if ! timeout 3 bash -c {probe} 2>/dev/null; then echo unreachable; exit 0; fi
 if command -v curl >/dev/null; then
   curl -sk --max-time 3 -o /dev/null -w '%{{http_code}}\\n' {url} || echo tls-failed
 else echo tcp-ok; fi
 """, timeout=15)
+    if result is None:
+        ctx.skip(what, "not a live host (--rootfs)")
+        return
     verdict = (result.stdout.strip().splitlines() or ["unknown"])[-1]
     if verdict == "200":
         ctx.record(what, Status.UNCHANGED, f"answers, {ep.health_path} 200")
@@ -160,80 +150,34 @@ else echo tcp-ok; fi
         ctx.warn(what, f"reachable, but {ep.health_path} answered {verdict} (no ready API server behind it yet?)")
 
 
-# ---- packages, configs and services ---------------------------------------------------------------
+# ---- packages -------------------------------------------------------------------------------------
 def _install(ctx: RunContext, packages: tuple[str, ...], what: str) -> None:
-    if not ctx.target.live:
-        ctx.skip(f"install {' '.join(packages)}", "not a live host (--rootfs)")
-        return
     install_packages(ctx, packages, what)
 
 
-# ---- configs and services -----------------------------------------------------------------------
-def _install_config(ctx: RunContext, path: str, data: bytes, mode: int, validate: str, tool: str) -> bool:
-    """Put data at path if it differs, validated on the node by `validate` (with {} = the staged file)
-    before the atomic rename. Returns True if the file changed (or would, in dry-run)."""
-    current = ctx.target.read(path)
-    if current is not None and current.content == data and current.mode == mode:
-        ctx.record(path, Status.UNCHANGED)
-        return False
-    status = Status.CREATED if current is None else Status.UPDATED
-    if ctx.dry_run:
-        ctx.record(path, status, "dry run")
-        return True
-    if not ctx.target.live:
-        ctx.ensure_file(path, data, mode, detail=f"not validated: {tool} does not run under --rootfs")
-        return True
-    staged = path + STAGED
-    ctx.target.write(staged, data, mode)
-    q = shlex.quote
-    result = ctx.target.run(
-        f"if out=$({validate.format(q(staged))} 2>&1); then mv -f {q(staged)} {q(path)}; "
-        f"else rm -f {q(staged)}; printf '%s\\n' \"$out\" >&2; exit 1; fi"
-    )
-    if not result.ok:
-        lines = [ln for ln in result.stderr.splitlines() if ln.strip()] or ["no output"]
-        raise PhaseError(f"{tool} rejected the rendered {path} on {ctx.target.name}: {lines[-1].strip()}",
-                         hint=f"nothing was replaced; report this config bug with `{validate.format(path)}` output")
-    ctx.record(path, status, f"validated by {validate.split()[0]}")
-    return True
-
-
-def _service(ctx: RunContext, unit: str, changed: bool) -> None:
-    if ctx.dry_run:
-        if changed:
-            ctx.record(f"reload {unit}", Status.UPDATED, "dry run")
-        return
-    if not ctx.target.live:
-        ctx.skip(f"start {unit}", "not a live host (--rootfs)")
-        return
-    reload = f"systemctl reload-or-restart {unit} && echo 'CHANGED reloaded {unit}'" if changed else ":"
-    run_script(ctx, f"""
-if ! systemctl is-enabled -q {unit} 2>/dev/null; then systemctl enable -q {unit}; echo 'CHANGED enabled {unit}'; fi
-if systemctl is-active -q {unit}; then {reload}
-else systemctl start {unit} && echo 'CHANGED started {unit}'; fi
-""", f"starting {unit}")
-
-
 # ---- fleet --------------------------------------------------------------------------------------
-def loadbalancer_fleet_phase(endpoint: EndpointSpec | None) -> FleetPhase:
-    """The phase for the fleet list: between control-plane (static pods written) and kubelet-start,
-    so kube-vip's manifest is there when the kubelet starts and workers' proxies before their kubelet."""
+def _applies(node: Node, run: RunState) -> bool:
+    ctx = run.contexts.get(node.name)
+    endpoint = ctx.spec.api_endpoint if ctx is not None else None
+    if endpoint is None or endpoint.mode == EndpointMode.EXTERNAL:
+        return True
+    if endpoint.mode == EndpointMode.LOCALHOST:
+        return not node.is_control_plane
+    return node.is_control_plane
 
-    def applies(h: InventoryHost) -> bool:
-        if endpoint is None or endpoint.mode == EndpointMode.EXTERNAL:
-            return True
-        if endpoint.mode == EndpointMode.LOCALHOST:
-            return not h.is_control_plane
-        return h.is_control_plane
 
-    def after(run: FleetRun, names: list[str]) -> None:
-        if endpoint is None or not endpoint.uses_haproxy_on_control_planes or not names:
-            return
-        holders = [n for n in names if holds_vip(run.targets[n], endpoint)]
-        first = run.reports[names[0]].phases[-1]
-        first.changes.append(vip_change(first.name, endpoint, holders))
-
-    return FleetPhase(loadbalancer_phase(endpoint), applies_to=applies, after=after)
+def report_vip(run: RunState, names: list[str]) -> None:
+    """After the phase: who holds the VIP, on the first control plane's report (a warning when more
+    than one does: VRRP between them is blocked somewhere)."""
+    endpoint = run.contexts[names[0]].spec.api_endpoint
+    if endpoint is None or not endpoint.uses_haproxy_on_control_planes or run.dry_run:
+        return
+    live = [n for n in names if run.contexts[n].live]
+    if not live:
+        return
+    holders = [n for n in live if holds_vip(run.contexts[n].target, endpoint)]
+    change = vip_change("loadbalancer", endpoint, holders)
+    run.note(live[0], change.item, change.status, change.detail)
 
 
 def holds_vip(target: Target, endpoint: EndpointSpec) -> bool:
@@ -252,4 +196,13 @@ def vip_change(phase: str, endpoint: EndpointSpec, holders: list[str]) -> Change
     return Change(phase, f"VIP {endpoint.address}", status, detail)
 
 
-PHASE = loadbalancer_phase(None)
+# Between control-plane (static pods written) and kubelet-start, so kube-vip's manifest is there when
+# the kubelet starts and workers' proxies before their kubelet.
+PHASE = Phase(
+    "loadbalancer",
+    HELP,
+    run,
+    hosts=Hosts("the hosts the API endpoint mode puts a load balancer on", _applies),
+    after=report_vip,
+    fleet_only=True,
+)

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+from bootstrap.engine.context import RunContext
+from bootstrap.engine.phase import Phase
+from bootstrap.engine.result import Status
 from bootstrap.errors import PreflightError
-from bootstrap.phases.base import Phase
 from bootstrap.validate.preflight import check_names, ignored, parse_results, preflight_script
-from bootstrap.workflow.context import RunContext
-from bootstrap.workflow.report import Status
 
 
 def run(ctx: RunContext) -> None:
     spec = ctx.spec
-    control_plane = "kube_control_plane" in ctx.roles
-    if not ctx.target.live:
+    control_plane = ctx.is_control_plane
+    result = ctx.fact(preflight_script(spec, control_plane=control_plane))
+    if result is None:
         for name in check_names(spec, control_plane=control_plane):
             ctx.skip(name, "not a live host (--rootfs): checks of ports, swap, sysctls and CPUs do not apply")
         return
-    result = ctx.target.run(preflight_script(spec, control_plane=control_plane))
     errors = []
     for check in parse_results(result.stdout):
         if check.severity == "ok":

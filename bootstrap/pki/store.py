@@ -8,18 +8,18 @@ Rules (kubeadm's, plus re-issue on drift):
   updated, with the reason); a missing one is created;
 - sa.key is reused if present and sa.pub is derived from it.
 
-Every write goes through RunContext.ensure_file, so --dry-run and the change report work. In a
-dry run nothing is written, so what a phase "would have written" is kept in a per-run overlay:
-a later phase of the same run (kubeconfig after certs, or `certs apiserver` after `certs ca`)
-then sees the same CA it would see for real, and both phase paths give identical reports.
+Every read and write goes through the run's context (PKIContext: RunContext satisfies it), so
+--dry-run and the change report work. In a dry run nothing is written; what a phase "would have
+written" stays in the context's overlay, so a later phase of the same run (kubeconfig after certs,
+or `certs apiserver` after `certs ca`) sees the same CA it would see for real.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -47,7 +47,6 @@ from bootstrap.pki.authority import (
 from bootstrap.pki.catalog import AltNames, CertDef, Subject
 from bootstrap.spec.model import ClusterSpec
 from bootstrap.transport.base import Target
-from bootstrap.workflow.context import RunContext
 
 KEY_MODE = 0o600
 SA_PUB_MODE = 0o600  # kubeadm writes sa.pub with keyutil.WriteKey
@@ -90,34 +89,28 @@ def parse_key(data: bytes, where: str, *, check: bool = True) -> PrivateKey:
     return key
 
 
-# ---- reading (with the dry-run overlay) -----------------------------------------------------------
-# target -> (run start time, {path: bytes a dry run would have written})
-_OVERLAYS: weakref.WeakKeyDictionary[object, tuple[datetime, dict[str, bytes]]] = weakref.WeakKeyDictionary()
+# ---- where PKI files are read and written --------------------------------------------------------
+class PKIContext(Protocol):
+    """What the PKI needs of a run: the spec, the run's clock, and files through the run's one gate
+    (RunContext: dry-run, the change report and its overlay of what a dry run would have written)."""
+
+    @property
+    def spec(self) -> ClusterSpec: ...
+
+    @property
+    def now(self) -> datetime: ...
+
+    def read(self, path: str) -> bytes | None: ...
+
+    def put(self, path: str, data: bytes, mode: int, detail: str = "") -> bool: ...
+
+    def ensure_dir(self, path: str, mode: int) -> bool: ...
+
+    def skip(self, item: str, reason: str) -> None: ...
 
 
-def _overlay(ctx: RunContext) -> dict[str, bytes] | None:
-    if not ctx.dry_run:
-        return None
-    try:
-        run = _OVERLAYS.get(ctx.target)
-        if run is None or run[0] != ctx.now:
-            run = (ctx.now, {})
-            _OVERLAYS[ctx.target] = run
-    except TypeError:  # a target that cannot be weakly referenced: no overlay
-        return None
-    return run[1]
-
-
-def reader(ctx: RunContext) -> Callable[[str], bytes | None]:
-    overlay = _overlay(ctx)
-
-    def read(path: str) -> bytes | None:
-        if overlay is not None and path in overlay:
-            return overlay[path]
-        state = ctx.target.read(path)
-        return state.content if state else None
-
-    return read
+def reader(ctx: PKIContext) -> Callable[[str], bytes | None]:
+    return ctx.read
 
 
 def target_reader(target: Target) -> Callable[[str], bytes | None]:
@@ -128,20 +121,15 @@ def target_reader(target: Target) -> Callable[[str], bytes | None]:
     return read
 
 
-def put(ctx: RunContext, path: str, data: bytes, mode: int, detail: str = "") -> bool:
-    """ctx.ensure_file, remembering dry-run writes for later phases of the same run."""
-    changed = ctx.ensure_file(path, data, mode, detail=detail)
-    overlay = _overlay(ctx)
-    if overlay is not None:
-        overlay[path] = data
-    return changed
+def put(ctx: PKIContext, path: str, data: bytes, mode: int, detail: str = "") -> bool:
+    return ctx.put(path, data, mode, detail)
 
 
-def cert_mode(ctx: RunContext) -> int:
+def cert_mode(ctx: PKIContext) -> int:
     return ctx.spec.hardening.cert_file_mode
 
 
-def ensure_dirs(ctx: RunContext, defs: Iterable[CertDef]) -> None:
+def ensure_dirs(ctx: PKIContext, defs: Iterable[CertDef]) -> None:
     cert_dir = ctx.spec.cert_dir.rstrip("/")
     ctx.ensure_dir(cert_dir, DIR_MODE)
     if any(d.base.startswith("etcd/") for d in defs):
@@ -171,7 +159,7 @@ def load_ca(read: Callable[[str], bytes | None], cdef: CertDef, cert_dir: str) -
     return CertAndKey(cert, key)
 
 
-def require_ca(ctx: RunContext, cdef: CertDef) -> CertAndKey:
+def require_ca(ctx: PKIContext, cdef: CertDef) -> CertAndKey:
     """For a phase that signs with a CA it does not create (e.g. `certs apiserver` alone)."""
     ca = load_ca(reader(ctx), cdef, ctx.spec.cert_dir)
     if ca is None:
@@ -183,13 +171,13 @@ def require_ca(ctx: RunContext, cdef: CertDef) -> CertAndKey:
     return ca
 
 
-def _check_ca_time(ctx: RunContext, cdef: CertDef, cert: x509.Certificate) -> None:
+def _check_ca_time(ctx: PKIContext, cdef: CertDef, cert: x509.Certificate) -> None:
     if cert.not_valid_after_utc <= ctx.now:
         raise PKIError(f"the {cdef.name} CA expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
                        hint="CA rotation is manual: see `kubeadm certs` CA rotation docs; it is never replaced")
 
 
-def ensure_ca(ctx: RunContext, cdef: CertDef, keys: KeyPool) -> CertAndKey:
+def ensure_ca(ctx: PKIContext, cdef: CertDef, keys: KeyPool) -> CertAndKey:
     cert_dir = ctx.spec.cert_dir
     crt_path, key_path = cdef.cert_path(cert_dir), cdef.key_path(cert_dir)
     read = reader(ctx)
@@ -260,11 +248,11 @@ def _try_key(data: bytes | None, where: str) -> PrivateKey | None:
         return None
 
 
-def wanted(ctx: RunContext, cdef: CertDef) -> Wanted:
+def wanted(ctx: PKIContext, cdef: CertDef) -> Wanted:
     return Wanted(cdef.subject(ctx.spec), cdef.usages, cdef.alt_names(ctx.spec))
 
 
-def ensure_leaf(ctx: RunContext, cdef: CertDef, ca: CertAndKey, keys: KeyPool) -> x509.Certificate:
+def ensure_leaf(ctx: PKIContext, cdef: CertDef, ca: CertAndKey, keys: KeyPool) -> x509.Certificate:
     cert_dir = ctx.spec.cert_dir
     crt_path, key_path = cdef.cert_path(cert_dir), cdef.key_path(cert_dir)
     read = reader(ctx)
@@ -297,7 +285,7 @@ def ensure_leaf(ctx: RunContext, cdef: CertDef, ca: CertAndKey, keys: KeyPool) -
 
 
 # ---- service-account key pair ---------------------------------------------------------------------
-def ensure_sa(ctx: RunContext, keys: KeyPool) -> None:
+def ensure_sa(ctx: PKIContext, keys: KeyPool) -> None:
     cert_dir = ctx.spec.cert_dir.rstrip("/")
     key_path, pub_path = f"{cert_dir}/{catalog.SA_BASE}.key", f"{cert_dir}/{catalog.SA_BASE}.pub"
     read = reader(ctx)
@@ -316,7 +304,7 @@ def ensure_sa(ctx: RunContext, keys: KeyPool) -> None:
 SA = "sa"
 
 
-def keys_needed(ctx: RunContext, names: Iterable[str]) -> int:
+def keys_needed(ctx: PKIContext, names: Iterable[str]) -> int:
     """How many new keys these certs need (missing files); drift re-issues generate on demand."""
     read = reader(ctx)
     cert_dir = ctx.spec.cert_dir.rstrip("/")
@@ -336,7 +324,7 @@ def phase_names() -> list[str]:
     return [c.name for c in catalog.ALL_CERTS] + [SA]
 
 
-def ensure_pki(ctx: RunContext, names: Iterable[str] | None = None, *, parallel: bool = True) -> dict[str, CertAndKey]:
+def ensure_pki(ctx: PKIContext, names: Iterable[str] | None = None, *, parallel: bool = True) -> dict[str, CertAndKey]:
     """Create or reuse certs (kubeadm phase names, in the given order; default: all of `certs all`).
 
     New keys are generated up front, in parallel, for every missing file. Returns the CAs used.
@@ -377,7 +365,7 @@ def issue_client_cert(
 
 
 # ---- renewal and expiry (kubeadm certs renew / check-expiration) ----------------------------------
-def renew_leaf(ctx: RunContext, cdef: CertDef) -> str:
+def renew_leaf(ctx: PKIContext, cdef: CertDef) -> str:
     """'renewed', 'missing' or 'external'. Subject, usages and SANs come from the existing cert."""
     cert_dir = ctx.spec.cert_dir
     crt_path = cdef.cert_path(cert_dir)

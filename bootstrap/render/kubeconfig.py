@@ -30,6 +30,7 @@ from bootstrap.pki.authority import CertAndKey, KeyPool, key_matches, signed_by,
 from bootstrap.pki.catalog import CLUSTER_ADMINS, NODES_GROUP, SYSTEM_MASTERS, Subject
 from bootstrap.pki.store import (
     Expiry,
+    PKIContext,
     ca_externally_managed,
     cert_pem,
     issue_client_cert,
@@ -42,7 +43,6 @@ from bootstrap.pki.store import (
     require_ca,
 )
 from bootstrap.spec.model import KUBERNETES_DIR, ClusterSpec
-from bootstrap.workflow.context import RunContext
 
 KUBECONFIG_MODE = 0o600
 GROUP_HELP = "Generate all kubeconfig files necessary to establish the control plane and the admin kubeconfig file"
@@ -250,7 +250,7 @@ def _der(pem: bytes) -> bytes | None:
         return None
 
 
-def ensure_kubeconfig(ctx: RunContext, kdef: KubeconfigDef, ca: CertAndKey, keys: KeyPool,
+def ensure_kubeconfig(ctx: PKIContext, kdef: KubeconfigDef, ca: CertAndKey, keys: KeyPool,
                       kubeconfig_dir: str = KUBERNETES_DIR) -> None:
     spec = ctx.spec
     path = kdef.path(kubeconfig_dir)
@@ -274,7 +274,7 @@ def ensure_kubeconfig(ctx: RunContext, kdef: KubeconfigDef, ca: CertAndKey, keys
     put(ctx, path, data, KUBECONFIG_MODE, problem or "")
 
 
-def ensure_kubeconfigs(ctx: RunContext, names: Iterable[str] | None = None, *,
+def ensure_kubeconfigs(ctx: PKIContext, names: Iterable[str] | None = None, *,
                        kubeconfig_dir: str = KUBERNETES_DIR, parallel: bool = True) -> None:
     """Create or reuse kubeconfigs (phase names; default all). Keys for missing files made in parallel."""
     defs = [BY_NAME[n] for n in names] if names is not None else list(ALL_KUBECONFIGS)
@@ -306,7 +306,7 @@ def renewable(spec: ClusterSpec) -> list[KubeconfigDef]:
     return [k for k in ALL_KUBECONFIGS if k.renew_long_name and k.exists_for(spec)]
 
 
-def renew_kubeconfig(ctx: RunContext, kdef: KubeconfigDef, kubeconfig_dir: str = KUBERNETES_DIR) -> str:
+def renew_kubeconfig(ctx: PKIContext, kdef: KubeconfigDef, kubeconfig_dir: str = KUBERNETES_DIR) -> str:
     """Replace the embedded client cert/key, reusing subject and usages: 'renewed'|'missing'|'external'."""
     path = kdef.path(kubeconfig_dir)
     read = reader(ctx)

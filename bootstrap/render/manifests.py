@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import os
 import posixpath
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -105,10 +104,15 @@ def _probe_address(addr: str) -> str:
     return "" if addr in ("0.0.0.0", "::") else addr
 
 
-def proxy_env_vars(environ: Mapping[str, str] | None = None) -> list[EnvVar]:
-    """kubeadm GetProxyEnvVars: every *_proxy variable (any case) of the process running init."""
-    env = os.environ if environ is None else environ
-    return [EnvVar(name=k, value=v) for k, v in env.items() if k.lower().endswith("_proxy") and v]
+def proxy_env_vars(environ: Mapping[str, str]) -> list[EnvVar]:
+    """kubeadm GetProxyEnvVars: every *_proxy variable (any case) of an environment."""
+    return [EnvVar(name=k, value=v) for k, v in environ.items() if k.lower().endswith("_proxy") and v]
+
+
+def _proxy(spec: ClusterSpec, environ: Mapping[str, str] | None) -> list[EnvVar]:
+    """The node's proxy settings: the spec's (the environment of a single-node init, or the
+    inventory's http_proxy/https_proxy/no_proxy in a fleet), never the control machine's."""
+    return proxy_env_vars(environ) if environ is not None else list(spec.proxy_env)
 
 
 def merge_env(*lists: Iterable[EnvVar]) -> list[dict[str, str]]:
@@ -351,7 +355,7 @@ def apiserver_pod(spec: ClusterSpec, path_exists: PathExists, *, environ: Mappin
         "startupProbe": startup_probe(host, "/livez", port, "HTTPS"),
         "volumeMounts": mounts.sorted_mounts(),
     }
-    _put_env(container, spec, proxy_env_vars(environ), spec.api_server.extra_envs)
+    _put_env(container, spec, _proxy(spec, environ), spec.api_server.extra_envs)
     annotations = {
         "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint":
             join_host_port(spec.advertise_address, spec.bind_port),
@@ -420,7 +424,7 @@ def controller_manager_pod(spec: ClusterSpec, path_exists: PathExists, *, extern
         "startupProbe": startup_probe(host, "/healthz", port, "HTTPS"),
         "volumeMounts": mounts.sorted_mounts(),
     }
-    _put_env(container, spec, proxy_env_vars(environ), spec.controller_manager.extra_envs)
+    _put_env(container, spec, _proxy(spec, environ), spec.controller_manager.extra_envs)
     return _component_pod(KUBE_CONTROLLER_MANAGER, container, mounts.sorted_volumes(), None, KCM_PORT, named)
 
 
@@ -460,7 +464,7 @@ def scheduler_pod(spec: ClusterSpec, *, environ: Mapping[str, str] | None = None
     else:
         container["livenessProbe"] = liveness_probe(host, "/healthz", port, "HTTPS")
         container["startupProbe"] = startup_probe(host, "/healthz", port, "HTTPS")
-    _put_env(container, spec, proxy_env_vars(environ), spec.scheduler.extra_envs)
+    _put_env(container, spec, _proxy(spec, environ), spec.scheduler.extra_envs)
     return _component_pod(KUBE_SCHEDULER, container, mounts.sorted_volumes(), None, SCHEDULER_PORT, named)
 
 

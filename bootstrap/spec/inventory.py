@@ -419,6 +419,14 @@ def kubespray_values(v: dict[str, Any], where: str) -> Values:
     manager = v.get("container_manager", "containerd")
     if manager != "containerd":
         raise ConfigError(f"{where}: container_manager", f"{manager!r} is not supported yet", hint="use containerd")
+    # Kubespray's proxy_env: both spellings of each variable, as kubeadm then finds in its environment.
+    proxy = [
+        {"name": name, "value": str(v[var])}
+        for var in ("http_proxy", "https_proxy", "no_proxy")
+        if v.get(var)
+        for name in (var.upper(), var)
+    ]
+    put("proxy_env", proxy, "http_proxy/https_proxy/no_proxy")
     for ours in ("kbootstrap_hardening",):
         if v.get(ours):
             values["hardening"] = ({"profile": v[ours]}, f"{where}: {ours}")

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bootstrap.errors import ConfigError
+from bootstrap.errors import ConfigError, ConfigErrors
 from bootstrap.spec.kubeadm_config import Values, load_config_file
 from bootstrap.spec.model import (
     ClusterSpec,
@@ -65,6 +65,13 @@ def flag_values(flags: Mapping[str, Any]) -> Values:
     if flags.get("hardening"):
         out["hardening"] = ({"profile": flags["hardening"]}, "--hardening")
     return out
+
+
+def environment_defaults(environ: Mapping[str, str]) -> Values:
+    """What a single-node init takes from the environment it runs in, as kubeadm does: the *_proxy
+    variables for the control-plane static pods. Fleet runs take them from the inventory instead."""
+    proxy = [{"name": k, "value": v} for k, v in sorted(environ.items()) if k.lower().endswith("_proxy") and v]
+    return {"proxy_env": (proxy, "the environment (*_proxy)")} if proxy else {}
 
 
 def build_spec(
@@ -218,60 +225,100 @@ def default_advertise_address() -> str:
 
 
 def validate(spec: ClusterSpec, origin: Any) -> None:
-    """Cross-field checks (kubeadm's ValidateInitConfiguration, the parts that apply)."""
+    """Cross-field checks (kubeadm's ValidateInitConfiguration, the parts that apply); every
+    problem at once, each with its location."""
+    found = problems(spec, origin)
+    if len(found) == 1:
+        raise found[0]
+    if found:
+        raise ConfigErrors(found)
+
+
+# Paths that go into unit files, manifests and node commands: absolute, no spaces or shell syntax.
+_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._+@/-]*$")
+
+
+def problems(spec: ClusterSpec, origin: Any) -> list[ConfigError]:
+    out: list[ConfigError] = []
+
+    def bad(where: str, message: str, hint: str | None = None) -> None:
+        out.append(ConfigError(where, message, hint=hint))
+
     if not is_ip(spec.advertise_address):
-        raise ConfigError(origin("advertise_address"), f"{spec.advertise_address!r} is not an IP address")
-    if ipaddress.ip_address(spec.advertise_address).is_unspecified:
-        raise ConfigError(origin("advertise_address"), "cannot be 0.0.0.0 or ::", hint="use the node's own address")
+        bad(origin("advertise_address"), f"{spec.advertise_address!r} is not an IP address")
+    elif ipaddress.ip_address(spec.advertise_address).is_unspecified:
+        bad(origin("advertise_address"), "cannot be 0.0.0.0 or ::", "use the node's own address")
     if not 0 < spec.bind_port < 65536:
-        raise ConfigError(origin("bind_port"), f"{spec.bind_port} is not a valid port")
+        bad(origin("bind_port"), f"{spec.bind_port} is not a valid port")
     if spec.control_plane_endpoint:
         try:
             host, _ = split_host_port(spec.control_plane_endpoint, spec.bind_port)
         except ValueError:
-            raise ConfigError(
-                origin("control_plane_endpoint"),
-                f"{spec.control_plane_endpoint!r} is not HOST[:PORT]",
-                hint="e.g. lb.example.com:6443 or 10.0.0.10:6443",
-            ) from None
-        if not is_ip(host) and not _DNS1123_SUBDOMAIN.match(host):
-            raise ConfigError(origin("control_plane_endpoint"), f"{host!r} is neither an IP nor a DNS name")
+            bad(origin("control_plane_endpoint"), f"{spec.control_plane_endpoint!r} is not HOST[:PORT]",
+                "e.g. lb.example.com:6443 or 10.0.0.10:6443")
+        else:
+            if not is_ip(host) and not _DNS1123_SUBDOMAIN.match(host):
+                bad(origin("control_plane_endpoint"), f"{host!r} is neither an IP nor a DNS name")
     if not _DNS1123_SUBDOMAIN.match(spec.node.name) or len(spec.node.name) > 253:
-        raise ConfigError(origin("node.name"), f"{spec.node.name!r} is not a valid node name (RFC 1123 subdomain)")
+        bad(origin("node.name"), f"{spec.node.name!r} is not a valid node name (RFC 1123 subdomain)",
+            "lower-case letters, digits, '-' and '.', e.g. cp-1")
     if not _DNS1123_SUBDOMAIN.match(spec.networking.dns_domain):
-        raise ConfigError(origin("networking.dns_domain"), f"{spec.networking.dns_domain!r} is not a DNS domain")
-    services = _cidrs(spec.networking.service_subnet, origin("networking.service_subnet"))
+        bad(origin("networking.dns_domain"), f"{spec.networking.dns_domain!r} is not a DNS domain")
+    for name, path in (("cert_dir", spec.cert_dir), *((("etcd_local.data_dir", spec.etcd_local.data_dir),)
+                                                        if spec.etcd_local else ())):
+        if not _SAFE_PATH.match(path) or "/../" in path + "/" or path.rstrip("/") == "":
+            bad(origin(name), f"{path!r} is not a plain absolute path",
+                "use letters, digits and . _ - + @ / only, e.g. /var/lib/etcd")
+    for comp_name, comp in (("api_server", spec.api_server), ("controller_manager", spec.controller_manager),
+                            ("scheduler", spec.scheduler), *((("etcd_local", spec.etcd_local),)
+                                                             if spec.etcd_local else ())):
+        for arg in comp.extra_args:
+            if any(ord(c) < 32 for c in arg.name + arg.value) or not re.fullmatch(r"[A-Za-z0-9-]+", arg.name):
+                bad(origin(f"{comp_name}.extra_args"), f"--{arg.name!r}: names are letters, digits and '-', "
+                    "values one line without control characters")
+    try:
+        services = _cidrs(spec.networking.service_subnet, origin("networking.service_subnet"))
+    except ConfigError as exc:
+        out.append(exc)
+        services = []
     for net in services:
         if net.version == 4 and net.prefixlen < 12:
-            raise ConfigError(
-                origin("networking.service_subnet"),
-                f"{net} is too large",
-                hint="the mask must be /12 or longer (at most 2^20 addresses)",
-            )
+            bad(origin("networking.service_subnet"), f"{net} is too large",
+                "the mask must be /12 or longer (at most 2^20 addresses)")
         if net.version == 6 and net.prefixlen < 108:
-            raise ConfigError(origin("networking.service_subnet"), f"{net} is too large", hint="use /108 or longer")
-    pods = _cidrs(spec.networking.pod_subnet, origin("networking.pod_subnet")) if spec.networking.pod_subnet else []
+            bad(origin("networking.service_subnet"), f"{net} is too large", "use /108 or longer")
+    pods: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    if spec.networking.pod_subnet:
+        try:
+            pods = _cidrs(spec.networking.pod_subnet, origin("networking.pod_subnet"))
+        except ConfigError as exc:
+            out.append(exc)
     for p in pods:
         for s in services:
             if p.version == s.version and p.overlaps(s):
-                raise ConfigError(
-                    origin("networking.pod_subnet"),
-                    f"{p} overlaps the service subnet {s}",
-                    hint="choose non-overlapping --pod-network-cidr and --service-cidr",
-                )
-    for i, san in enumerate(spec.api_server.cert_sans):
-        _check_san(san, f"{origin('api_server.cert_sans')}[{i}]")
+                bad(origin("networking.pod_subnet"), f"{p} overlaps the service subnet {s}",
+                    "choose non-overlapping --pod-network-cidr and --service-cidr")
+    sans = [(f"{origin('api_server.cert_sans')}[{i}]", san) for i, san in enumerate(spec.api_server.cert_sans)]
     if spec.etcd_local:
         for field in ("server_cert_sans", "peer_cert_sans"):
-            for i, san in enumerate(getattr(spec.etcd_local, field)):
-                _check_san(san, f"{origin('etcd_local.' + field)}[{i}]")
+            sans += [(f"{origin('etcd_local.' + field)}[{i}]", san)
+                     for i, san in enumerate(getattr(spec.etcd_local, field))]
+    for where, san in sans:
+        try:
+            _check_san(san, where)
+        except ConfigError as exc:
+            out.append(exc)
     if spec.certificate_validity > spec.ca_certificate_validity:
-        raise ConfigError(
-            origin("certificate_validity"), "is longer than the CA's validity", hint="a leaf cannot outlive its CA"
-        )
+        bad(origin("certificate_validity"), "is longer than the CA's validity", "a leaf cannot outlive its CA")
     for t in spec.bootstrap_tokens:
         if not re.fullmatch(r"[a-z0-9]{6}\.[a-z0-9]{16}", t.token):
-            raise ConfigError(origin("bootstrap_tokens"), "a token does not match [a-z0-9]{6}.[a-z0-9]{16}")
+            bad(origin("bootstrap_tokens"), "a token does not match [a-z0-9]{6}.[a-z0-9]{16}")
+    for m in spec.etcd_members:
+        if not _DNS1123_SUBDOMAIN.match(m.name) and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", m.name):
+            bad(origin("etcd_members"), f"etcd member name {m.name!r}: letters, digits, '.', '_' and '-' only")
+        if not re.fullmatch(r"https://[0-9A-Za-z.:\[\]-]+:[0-9]+", m.peer_url):
+            bad(origin("etcd_members"), f"etcd peer URL {m.peer_url!r} is not https://ADDRESS:PORT")
+    return out
 
 
 def _cidrs(text: str, where: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

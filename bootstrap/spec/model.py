@@ -193,6 +193,9 @@ class ClusterSpec(Frozen):
     # Fleet runs: how clients reach the API servers (external LB, VIP, or a localhost proxy on
     # workers); None for a single API server. See spec/endpoint.py and docs/ha.md.
     api_endpoint: EndpointSpec | None = None
+    # The *_proxy variables the control-plane static pods get (kubeadm: the environment of the
+    # process running init). Single-node: that environment; fleet: the inventory's proxy variables.
+    proxy_env: tuple[EnvVar, ...] = ()
 
     # ---- derived values, named as in kubeadm.md -------------------------------------------------
     @property

@@ -2,17 +2,17 @@
 
 Phases that inspect many files (the PKI: every cert and key; kubeconfigs) ask for them one by
 one; over SSH each would be a round trip. A phase prefetches what it will read, and writes,
-chmods and removes drop the paths they touch so a read never returns stale content.
+chmods and removes drop the paths they touch so a read never returns stale content. A script run
+through the cache may change any file, so it forgets everything (`fact` reads are scripts too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
-from bootstrap.transport.base import CommandResult, FileState, Target
+from bootstrap.transport.base import BatchFile, CommandResult, FileState, Target
 
-_MISSING = object()
+_MISSING = FileState(b"", -1)
 
 
 class ReadAheadTarget:
@@ -20,14 +20,13 @@ class ReadAheadTarget:
         self.inner = inner
         self.name = inner.name
         self.live = inner.live
-        self._cache: dict[str, Any] = {}
+        self._cache: dict[str, FileState] = {}
 
     def prefetch(self, paths: Iterable[str]) -> None:
         paths = [p for p in dict.fromkeys(paths) if p not in self._cache]
-        read_many = getattr(self.inner, "read_many", None)
-        if not paths or read_many is None:
+        if not paths:
             return
-        for path, state in read_many(paths).items():
+        for path, state in self.inner.read_many(paths).items():
             self._cache[path] = state if state is not None else _MISSING
 
     def read(self, path: str) -> FileState | None:
@@ -41,18 +40,12 @@ class ReadAheadTarget:
         return {p: self.read(p) for p in paths}
 
     def write(self, path: str, data: bytes, mode: int, owner: str | None = None) -> None:
-        self._cache.pop(path, None)
-        self.inner.write(path, data, mode, owner)
+        self.write_many([(path, data, mode, owner)])
 
-    def write_many(self, files: Sequence[tuple[str, bytes, int, str | None]]) -> None:
+    def write_many(self, files: Sequence[BatchFile]) -> None:
         for f in files:
             self._cache.pop(f[0], None)
-        write_many = getattr(self.inner, "write_many", None)
-        if write_many is not None:
-            write_many(files)
-        else:
-            for path, data, mode, owner in files:
-                self.inner.write(path, data, mode, owner)
+        self.inner.write_many(files)
 
     def mkdir(self, path: str, mode: int) -> None:
         self.inner.mkdir(path, mode)
@@ -62,11 +55,15 @@ class ReadAheadTarget:
         self.inner.chmod(path, mode)
 
     def remove(self, path: str) -> None:
-        self._cache = {p: v for p, v in self._cache.items() if p != path and not p.startswith(path.rstrip("/") + "/")}
+        prefix = path.rstrip("/") + "/"
+        self._cache = {p: v for p, v in self._cache.items() if p != path and not p.startswith(prefix)}
         self.inner.remove(path)
 
     def list_dir(self, path: str) -> list[str] | None:
         return self.inner.list_dir(path)
+
+    def dir_mode(self, path: str) -> int | None:
+        return self.inner.dir_mode(path)
 
     def run(self, script: str, *, timeout: float | None = None) -> CommandResult:
         # A script may change any file: forget everything rather than guess.

@@ -6,9 +6,10 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
-from bootstrap.transport.base import CommandResult, FileState
+from bootstrap.transport.base import BatchFile, CommandResult, FileState
 
 
 class LocalTarget:
@@ -30,6 +31,17 @@ class LocalTarget:
             return FileState(p.read_bytes(), p.stat().st_mode & 0o7777)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
+
+    def read_many(self, paths: Sequence[str]) -> dict[str, FileState | None]:
+        return {p: self.read(p) for p in paths}
+
+    def write_many(self, files: Sequence[BatchFile]) -> None:
+        for path, data, mode, owner in files:
+            self.write(path, data, mode, owner)
+
+    def dir_mode(self, path: str) -> int | None:
+        p = self.host_path(path)
+        return p.stat().st_mode & 0o7777 if p.is_dir() else None
 
     def write(self, path: str, data: bytes, mode: int, owner: str | None = None) -> None:
         p = self.host_path(path)

@@ -7,36 +7,37 @@ scripts with single quotes. Host keys are verified against known_hosts files by 
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import errno
-import fcntl
-import hashlib
-import hmac
-import io
 import logging
 import os
-import posixpath
-import re
-import shlex
 import socket
-import stat
 import tarfile
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import paramiko
 
+from bootstrap import debuglog
 from bootstrap.errors import TransportError
-from bootstrap.transport.base import CommandResult, FileState
+from bootstrap.transport.base import BatchFile, CommandResult, FileState, NodeTarget
+from bootstrap.transport.batch import parse_read_batch, read_batch, write_batch
+from bootstrap.transport.known_hosts import (
+    DEFAULT_KNOWN_HOSTS,
+    TOFU_FLAG,
+    KnownHostLine,
+    check_host_key,
+    fingerprint,
+    host_entry_names,
+    known_key_types,
+    load_known_hosts,
+    trust_on_first_use,
+)
 
-TOFU_FLAG = "--trust-on-first-use"
-DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 KEEPALIVE_INTERVAL = 10  # seconds between SSH keepalives: gives TCP something to time out on
 DEAD_PEER_TIMEOUT = 30  # seconds of unacknowledged data (or silent keepalive probes) before a host counts as gone
 
@@ -47,185 +48,8 @@ R = TypeVar("R")
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
-# --------------------------------------------------------------------------------------------------
-# Host keys: pure logic (no network), unit-tested in tests/unit/test_ssh_hostkeys.py
-
-
-def fingerprint(blob: bytes) -> str:
-    """OpenSSH's SHA256 fingerprint of a public key blob: 'SHA256:' + unpadded base64."""
-    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
-
-
-def key_type_of(blob: bytes) -> str:
-    """The key type named inside an SSH public key blob (a length-prefixed string)."""
-    if len(blob) < 4:
-        return "unknown"
-    n = int.from_bytes(blob[:4], "big")
-    return blob[4 : 4 + n].decode("ascii", errors="replace")
-
-
-def host_entry_names(name: str, address: str, port: int = 22) -> list[str]:
-    """The names a known_hosts line may list for this host, as OpenSSH writes them ([h]:port off 22)."""
-    names = [name] if name == address else [name, address]
-    return names if port == 22 else [f"[{n}]:{port}" for n in names]
-
-
-@dataclass(frozen=True)
-class KnownHostLine:
-    path: str
-    lineno: int
-    marker: str  # "", "@revoked" or "@cert-authority"
-    patterns: str  # the host field as written (may be hashed: |1|salt|hash)
-    key_type: str
-    blob: bytes
-
-    def matches(self, host: str) -> bool:
-        """OpenSSH host matching: hashed entries, comma lists, * ? wildcards and !negation."""
-        hit = False
-        for pat in self.patterns.split(","):
-            if pat.startswith("|1|"):
-                try:
-                    _, _, salt, digest = pat.split("|", 3)
-                    mac = hmac.new(base64.b64decode(salt), host.encode(), hashlib.sha1).digest()
-                except (ValueError, TypeError):
-                    continue
-                if hmac.compare_digest(base64.b64encode(mac).decode(), digest):
-                    hit = True
-                continue
-            negate = pat.startswith("!")
-            pat = pat[1:] if negate else pat
-            if _wildcard_match(host, pat):
-                if negate:
-                    return False  # a negated match vetoes the whole line
-                hit = True
-        return hit
-
-
-def _wildcard_match(host: str, pattern: str) -> bool:
-    # OpenSSH wildcards are only * and ? (fnmatch would also treat [..] as a class: [addr]:port breaks).
-    rx = re.escape(pattern.lower()).replace(r"\*", ".*").replace(r"\?", ".")
-    return re.fullmatch(rx, host.lower()) is not None
-
-
-def parse_known_hosts(text: str, path: str) -> list[KnownHostLine]:
-    """Every parsable line; comments, blank and malformed lines are skipped (as OpenSSH does)."""
-    out: list[KnownHostLine] = []
-    for i, raw in enumerate(text.splitlines(), 1):
-        fields = raw.split()
-        if not fields or fields[0].startswith("#"):
-            continue
-        marker = ""
-        if fields[0].startswith("@"):
-            marker, fields = fields[0], fields[1:]
-        if len(fields) < 3:
-            continue
-        try:
-            blob = base64.b64decode(fields[2], validate=True)
-        except ValueError:
-            continue
-        out.append(KnownHostLine(path, i, marker, fields[0], fields[1], blob))
-    return out
-
-
-def load_known_hosts(paths: Iterable[str]) -> list[KnownHostLine]:
-    """Lines of all files, in order; a missing file is simply empty."""
-    out: list[KnownHostLine] = []
-    for p in paths:
-        path = os.path.expanduser(p)
-        try:
-            with open(path, encoding="utf-8", errors="replace") as fh:
-                out += parse_known_hosts(fh.read(), path)
-        except FileNotFoundError:
-            continue
-        except OSError as e:
-            raise TransportError(f"cannot read known_hosts file {path}: {e.strerror}") from None
-    return out
-
-
-def known_key_types(lines: Sequence[KnownHostLine], names: Sequence[str]) -> list[str]:
-    """Key types known for this host, in file order: we ask the server for these first."""
-    types: list[str] = []
-    for ln in lines:
-        if not ln.marker and ln.key_type not in types and any(ln.matches(n) for n in names):
-            types.append(ln.key_type)
-    return types
-
-
-@dataclass(frozen=True)
-class HostKeyVerdict:
-    status: Literal["ok", "unknown", "changed", "revoked"]
-    line: KnownHostLine | None = None  # the line that decided (the old key for "changed")
-
-
-def check_host_key(lines: Sequence[KnownHostLine], names: Sequence[str], blob: bytes) -> HostKeyVerdict:
-    """Decide on a server key. Revoked anywhere -> revoked; an exact match in any file -> ok;
-    otherwise any other key listed for one of the names -> changed (the first such line); else unknown.
-    @cert-authority lines are ignored (host certificates are not supported)."""
-    mine = [ln for ln in lines if any(ln.matches(n) for n in names)]
-    for ln in lines:
-        if ln.marker == "@revoked" and ln.blob == blob:
-            return HostKeyVerdict("revoked", ln)
-    for ln in mine:
-        if not ln.marker and ln.blob == blob:
-            return HostKeyVerdict("ok", ln)
-    for ln in mine:
-        if not ln.marker:
-            return HostKeyVerdict("changed", ln)
-    return HostKeyVerdict("unknown")
-
-
-def known_hosts_line(names: Sequence[str], blob: bytes) -> str:
-    return f"{','.join(names)} {key_type_of(blob)} {base64.b64encode(blob).decode()}\n"
-
-
 MAX_PARALLEL_CHANNELS = 6  # exec channels at once per connection (see SSHTarget._channels)
 CHANNEL_RETRIES = 5  # a refused channel is retried with backoff (0.05 s .. 0.8 s)
-_tofu_lock = threading.Lock()  # threads of this process; flock below covers other processes
-
-
-@contextlib.contextmanager
-def _dir_lock(directory: str) -> Iterator[None]:
-    # Lock the directory itself: the file is replaced by rename, so locking it would lock a stale inode.
-    with _tofu_lock:
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the flock
-
-
-def trust_on_first_use(path: str, names: Sequence[str], blob: bytes) -> HostKeyVerdict:
-    """Append the key for names to known_hosts file `path`, atomically and under a lock.
-    Re-checks under the lock: another host/thread may have added the same key, or a different one."""
-    path = os.path.realpath(os.path.expanduser(path))
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    with _dir_lock(directory):
-        try:
-            with open(path, "rb") as fh:
-                current = fh.read()
-            mode = os.stat(path).st_mode & 0o7777
-        except FileNotFoundError:
-            current, mode = b"", 0o644
-        verdict = check_host_key(parse_known_hosts(current.decode(errors="replace"), path), names, blob)
-        if verdict.status != "unknown":
-            return verdict
-        if current and not current.endswith(b"\n"):
-            current += b"\n"
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-        try:
-            os.fchmod(fd, mode)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(current + known_hosts_line(names, blob).encode())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-    return HostKeyVerdict("ok")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -409,7 +233,8 @@ def connect_all(
         except TransportError as e:
             return e
         except Exception as e:  # a bug must not hide the other hosts' results
-            return TransportError(f"{h.where}: unexpected {type(e).__name__}: {e}")
+            log = debuglog.record(e, f"connecting to {h.where}")
+            return TransportError(f"{h.where}: unexpected {type(e).__name__}: {e} ({log})")
 
     if not hosts:
         return {}
@@ -441,111 +266,11 @@ def run_on_all(
     return {t.name: r for t, r in zip(items, results, strict=True)}
 
 
-# --------------------------------------------------------------------------------------------------
-# Batched file operations: one exec channel each, and as few remote processes as possible (a process
-# start costs milliseconds on a busy machine; a round trip over a LAN costs far less).
-#
-# Writes: stdin is a short bash script wrapped in `{ ...; exit; }` followed by a tar stream. bash reads a
-# script from a pipe one byte at a time and stops after the closing brace, so the script's own `tar -x`
-# reads the payload in big blocks, and the trailing `exit` keeps bash from parsing the binary rest.
-# Files are unpacked into a dot-named staging directory inside each target directory, chown'ed and
-# chmod'ed there, fsync'ed, then renamed into place with one `mv -t` per directory: atomic per file.
 
-BatchFile = tuple[str, bytes, int, str | None]  # path, content, mode, owner ("user" or "user:group")
-
-
-def _check_path(path: str) -> None:
-    if not path.startswith("/") or "\0" in path:
-        raise ValueError(f"target paths are absolute: {path}")
-
-
-def _q(items: Iterable[str]) -> str:
-    return " ".join(shlex.quote(x) for x in items)
-
-
-def write_batch(files: Sequence[BatchFile], token: str | None = None) -> bytes:
-    """The stdin for `bash -s` that writes files atomically (see above). Later duplicates win."""
-    token = token or os.urandom(6).hex()
-    latest: dict[str, BatchFile] = {}
-    for f in files:
-        _check_path(f[0])
-        if f[0].endswith("/") or posixpath.basename(f[0]) in ("", ".", ".."):
-            raise ValueError(f"not a file path: {f[0]}")
-        latest[posixpath.normpath(f[0])] = f
-    stage: dict[str, str] = {}  # target dir -> staging dir
-    staged: dict[str, str] = {}  # path -> staged path
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for path, (_, data, _, _) in latest.items():
-            d, base = posixpath.split(path)
-            st = stage.setdefault(d, posixpath.join(d, f".kb-{token}.tmp"))
-            staged[path] = posixpath.join(st, base)
-            info = tarfile.TarInfo(staged[path])
-            info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
-            tar.addfile(info, io.BytesIO(data))
-    by_owner: dict[str, list[str]] = {}
-    by_mode: dict[int, list[str]] = {}
-    by_dir: dict[str, list[str]] = {}
-    for path, (_, _, mode, owner) in latest.items():
-        if owner:
-            by_owner.setdefault(owner, []).append(staged[path])
-        by_mode.setdefault(mode & 0o7777, []).append(staged[path])
-        by_dir.setdefault(posixpath.dirname(path), []).append(staged[path])
-    stages = _q(stage.values())
-    lines = [
-        "{",
-        "set -u",
-        "umask 022",
-        f"kb_fail() {{ rm -rf -- {stages}; echo \"kbootstrap: $1\" >&2; exit 1; }}",
-        f"mkdir -p -- {_q(stage)} || kb_fail 'cannot create parent directories'",
-        f"mkdir -m 700 -- {stages} || kb_fail 'cannot create staging directories'",
-        "tar -xPf - --no-same-owner || kb_fail 'cannot unpack files'",
-    ]
-    # chown before chmod: chown clears setuid/setgid bits.
-    lines += [f"chown -- {shlex.quote(o)} {_q(ps)} || kb_fail {shlex.quote(f'cannot chown to {o}')}"
-              for o, ps in by_owner.items()]
-    lines += [f"chmod {m:o} -- {_q(ps)} || kb_fail 'cannot chmod'" for m, ps in by_mode.items()]
-    lines.append(f"sync -- {_q(staged.values())} || kb_fail 'cannot sync'")
-    lines += [f"mv -f -t {shlex.quote(d)} -- {_q(ps)} || kb_fail {shlex.quote(f'cannot rename files into {d}')}"
-              for d, ps in by_dir.items()]
-    lines += [f"rmdir -- {stages}", "exit 0", "}", ""]
-    return "\n".join(lines).encode() + buf.getvalue()
-
-
-def read_batch(paths: Sequence[str]) -> str:
-    """A script printing a tar of the regular files among paths (symlinks followed, hard links as copies)."""
-    for p in paths:
-        _check_path(p)
-    # Missing and unreadable files are simply absent from the archive; tar exits 0 with
-    # --ignore-failed-read, 1 for files that changed while read, 2 for real trouble.
-    return (
-        f"tar -cPf - --dereference --hard-dereference --no-recursion --ignore-failed-read -- {_q(paths)} "
-        "2>/dev/null\nrc=$?; [ $rc -le 1 ] || { echo 'kbootstrap: tar failed' >&2; exit $rc; }\n"
-    )
-
-
-def parse_read_batch(paths: Sequence[str], archive: bytes) -> dict[str, FileState | None]:
-    result: dict[str, FileState | None] = dict.fromkeys(paths)
-    wanted: dict[str, list[str]] = {}
-    for p in paths:
-        wanted.setdefault(posixpath.normpath(p), []).append(p)
-    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
-        for m in tar:
-            fh = tar.extractfile(m) if m.isreg() else None
-            if fh is None:
-                continue
-            state = FileState(fh.read(), m.mode & 0o7777)
-            for p in wanted.get(posixpath.normpath("/" + m.name.lstrip("/")), []):
-                result[p] = state
-    return result
-
-
-# --------------------------------------------------------------------------------------------------
-
-
-class SSHTarget:
-    """One host over one SSH connection: an SFTP channel for file ops as root, `sudo -n` scripts with
-    become, and one exec channel per script run. Thread-safe enough for one caller at a time per host."""
+class SSHTarget(NodeTarget):
+    """One host over one SSH connection: `sudo -n` scripts with become, one exec channel per script.
+    Files are read and written in batches (a tar stream each way), never over SFTP: the batch writer
+    stages files in a 0700 directory, so a key is never readable by others even for a moment."""
 
     live = True
 
@@ -553,23 +278,20 @@ class SSHTarget:
         self.host = host
         self.name = host.name
         self._transport = transport
-        self._sftp: paramiko.SFTPClient | None = None
-        self._lock = threading.Lock()  # SFTP requests and lazy opening
-        # sshd refuses channels past MaxSessions (default 10, the SFTP channel included) and frees
-        # closed ones asynchronously: callers running commands in parallel share this bound.
+        # sshd refuses channels past MaxSessions (default 10) and frees closed ones asynchronously:
+        # callers running commands in parallel share this bound.
         self._channels = threading.BoundedSemaphore(MAX_PARALLEL_CHANNELS)
 
     # -- plumbing
-
-    @property
-    def use_sftp(self) -> bool:
-        return not self.host.become and self.host.user == "root"
 
     def _lost(self, what: str) -> TransportError:
         return TransportError(
             f"connection to {self.host.where} lost during {what}",
             hint="the machine went down or the network dropped; check it and rerun (completed steps are kept)",
         )
+
+    def failure(self, message: str) -> Exception:
+        return TransportError(message)
 
     def _exec(self, command: str, stdin: bytes, *, timeout: float | None, what: str) -> tuple[int, bytes, bytes]:
         """Run command with stdin on a new channel: (exit code, stdout, stderr). Raises on timeout/loss."""
@@ -678,15 +400,11 @@ class SSHTarget:
     def _shell(self) -> str:
         return "sudo -n bash -s" if self.host.become else "bash -s"
 
-    def _script(self, script: str | bytes, what: str, timeout: float | None = None) -> CommandResult:
-        code, out, err = self._raw(script, what, timeout)
-        return CommandResult(code, out.decode(errors="replace"), err.decode(errors="replace"))
-
     def _raw(self, script: str | bytes, what: str, timeout: float | None = None) -> tuple[int, bytes, bytes]:
         data = script.encode() if isinstance(script, str) else script
         return self._exec(self._shell(), data, timeout=timeout, what=what)
 
-    def _checked(self, script: str | bytes, what: str) -> bytes:
+    def _checked_raw(self, script: str | bytes, what: str) -> bytes:
         """Run a script of ours; a non-zero exit is an error naming the host and the script's last word."""
         code, out, err = self._raw(script, what)
         if code != 0:
@@ -694,34 +412,6 @@ class SSHTarget:
             detail = text.splitlines()[-1] if text else f"exit code {code}"
             raise TransportError(f"{what} on {self.host.where} failed: {detail}")
         return out
-
-    def _sftp_client(self) -> paramiko.SFTPClient:
-        if self._sftp is None:
-            try:
-                self._sftp = paramiko.SFTPClient.from_transport(self._transport)
-            except (paramiko.SSHException, EOFError, OSError):
-                raise self._lost("opening SFTP") from None
-            if self._sftp is None:
-                raise self._lost("opening SFTP")
-        return self._sftp
-
-    @contextlib.contextmanager
-    def _sftp_op(self, what: str, path: str) -> Iterator[paramiko.SFTPClient]:
-        with self._lock:
-            try:
-                yield self._sftp_client()
-            except TransportError:
-                raise
-            except OSError as e:
-                # SFTP status errors carry an errno (or none for FX_FAILURE); a dead link shows as an
-                # inactive transport, possibly a moment after the channel closed.
-                if not self._transport.is_active() or (e.errno is None and self._dying()):
-                    raise self._lost(what) from None
-                raise TransportError(
-                    f"{what} {path} on {self.host.where} failed: {e.strerror or e}"
-                ) from None
-            except (paramiko.SSHException, EOFError):
-                raise self._lost(what) from None
 
     def check_become(self) -> None:
         code, _, _ = self._exec("sudo -n true", b"", timeout=self.host.connect_timeout, what="checking sudo")
@@ -731,119 +421,18 @@ class SSHTarget:
                 hint=f"give {self.host.user} NOPASSWD sudo on the machine, or connect as root",
             )
 
-    # -- the Target protocol
+    # -- the transport: run, read many, write many
 
     def run(self, script: str, *, timeout: float | None = None) -> CommandResult:
-        return self._script(script, "a script", timeout)
-
-    def read(self, path: str) -> FileState | None:
-        _check_path(path)
-        if not self.use_sftp:
-            return self.read_many([path])[path]
-        with self._sftp_op("reading", path) as sftp:
-            try:
-                st = sftp.stat(path)
-            except FileNotFoundError:
-                return None
-            if st.st_mode is None or not stat.S_ISREG(st.st_mode):
-                return None
-            with sftp.open(path, "rb") as fh:
-                fh.prefetch(st.st_size)
-                return FileState(fh.read(), st.st_mode & 0o7777)
-
-    def write(self, path: str, data: bytes, mode: int, owner: str | None = None) -> None:
-        _check_path(path)
-        if owner or not self.use_sftp:  # chown needs names resolved on the host: let the script do it
-            self.write_many([(path, data, mode, owner)])
-            return
-        parent, base = path.rsplit("/", 1)
-        parent = parent or "/"
-        tmp = f"{parent.rstrip('/')}/.{base}.{os.urandom(4).hex()}.tmp"
-        with self._sftp_op("writing", path) as sftp:
-            self._sftp_makedirs(sftp, parent)
-            try:
-                with sftp.open(tmp, "wbx") as fh:
-                    fh.set_pipelined(True)
-                    fh.chmod(mode)  # sftp-server applies its umask to the open mode; set it explicitly
-                    fh.write(data)
-                    _sftp_fsync(sftp, fh)
-                sftp.posix_rename(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
-                    sftp.remove(tmp)
-                raise
-
-    def _sftp_makedirs(self, sftp: paramiko.SFTPClient, path: str) -> None:
-        try:
-            sftp.stat(path)
-            return
-        except FileNotFoundError:
-            pass
-        parent = path.rsplit("/", 1)[0] or "/"
-        if parent != path:
-            self._sftp_makedirs(sftp, parent)
-        with contextlib.suppress(OSError):  # lost a race with another writer: fine if it now exists
-            sftp.mkdir(path, 0o755)
-        sftp.chmod(path, 0o755)
-
-    def mkdir(self, path: str, mode: int) -> None:
-        """Create with parents (0755) if missing; an existing directory keeps its mode (as LocalTarget)."""
-        _check_path(path)
-        if self.use_sftp:
-            with self._sftp_op("creating directory", path) as sftp:
-                with contextlib.suppress(FileNotFoundError):
-                    st = sftp.stat(path)
-                    if st.st_mode is not None and stat.S_ISDIR(st.st_mode):
-                        return
-                self._sftp_makedirs(sftp, path)
-                sftp.chmod(path, mode)
-            return
-        q = shlex.quote(path)
-        self._checked(
-            f"[ -d {q} ] || {{ umask 022 && mkdir -p -- {q} && chmod {mode:o} -- {q}; }}\n",
-            f"creating directory {path}",
-        )
-
-    def chmod(self, path: str, mode: int) -> None:
-        _check_path(path)
-        if self.use_sftp:
-            with self._sftp_op("chmod", path) as sftp:
-                sftp.chmod(path, mode)
-            return
-        self._checked(f"chmod {mode:o} -- {shlex.quote(path)}\n", f"chmod {path}")
-
-    def remove(self, path: str) -> None:
-        _check_path(path)
-        if path.rstrip("/") == "":
-            raise ValueError("refusing to remove /")
-        # Recursive removal over SFTP costs a round trip per entry; one `rm -rf` is one round trip.
-        self._checked(f"rm -rf -- {shlex.quote(path)}\n", f"removing {path}")
-
-    def list_dir(self, path: str) -> list[str] | None:
-        _check_path(path)
-        if self.use_sftp:
-            with self._sftp_op("listing", path) as sftp:
-                try:
-                    st = sftp.stat(path)
-                except FileNotFoundError:
-                    return None
-                if st.st_mode is None or not stat.S_ISDIR(st.st_mode):
-                    return None
-                return sorted(sftp.listdir(path))
-        q = shlex.quote(path)
-        out = self._checked(f"[ -d {q} ] || {{ echo -; exit 0; }}; cd -- {q} && ls -A1\n", f"listing {path}")
-        if out == b"-\n":
-            return None
-        return sorted(x for x in out.decode(errors="surrogateescape").split("\n") if x)
-
-    # -- batches: one exec channel each, whatever the number of files
+        code, out, err = self._raw(script, "a script", timeout)
+        return CommandResult(code, out.decode(errors="replace"), err.decode(errors="replace"))
 
     def read_many(self, paths: Sequence[str]) -> dict[str, FileState | None]:
         """Regular files' content and mode (None when missing or not a regular file): one round trip."""
         paths = list(dict.fromkeys(paths))
         if not paths:
             return {}
-        archive = self._checked(read_batch(paths), f"reading {len(paths)} file(s)")
+        archive = self._checked_raw(read_batch(paths), f"reading {len(paths)} file(s)")
         try:
             return parse_read_batch(paths, archive)
         except tarfile.TarError as e:
@@ -854,12 +443,9 @@ class SSHTarget:
         A failure before the renames (bad owner, no space) writes nothing; renames go one directory
         at a time, so a failing rename leaves earlier directories done."""
         if files:
-            self._checked(write_batch(files), f"writing {len(files)} file(s)")
+            self._checked_raw(write_batch(files), f"writing {len(files)} file(s)")
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            if self._sftp is not None:
-                self._sftp.close()
         self._transport.close()
 
     def __enter__(self) -> SSHTarget:
@@ -870,11 +456,3 @@ class SSHTarget:
 
     def __repr__(self) -> str:
         return f"SSHTarget({self.host.user}@{self.host.where})"
-
-
-def _sftp_fsync(sftp: paramiko.SFTPClient, fh: paramiko.SFTPFile) -> None:
-    """fsync@openssh.com, so a crash after the rename cannot leave an empty file; best effort (paramiko
-    has no public API for it, and servers other than OpenSSH may lack the extension)."""
-    with contextlib.suppress(Exception):
-        fh.flush()
-        sftp._request(paramiko.sftp.CMD_EXTENDED, "fsync@openssh.com", fh.handle)  # type: ignore[attr-defined]

@@ -1,7 +1,7 @@
 """The one call `init -i` ends with: netcheck + node validation on the connections it already holds.
 
-    result = validate_fleet(inv, cluster_spec, targets, bundle=bundle, output="text")
-    click.echo(result.render()); failed = result.failed
+    result = validate_fleet(inv, specs, targets, bundle=bundle)   # specs: each host's ClusterSpec
+    text = result.render(); failed = result.failed
 
 Nothing here connects or prints; the commands in bootstrap/commands/{netcheck,validate}.py connect
 (with the inventory's known_hosts) and then call the same functions.
@@ -22,7 +22,6 @@ from bootstrap.transport.base import Target
 from bootstrap.validate import report
 from bootstrap.validate.netcheck import NetcheckReport, run_netcheck
 from bootstrap.validate.nodes import NodeReport, validate_nodes
-from bootstrap.workflow.cluster import etcd_members, node_spec
 
 
 @dataclass
@@ -81,19 +80,12 @@ def skipped_phases(inv: Inventory, cluster: ClusterSpec, extra: Collection[str] 
     return {str(n).strip().removesuffix("/all") for n in names if str(n).strip()}
 
 
-def cluster_spec_for(inv: Inventory, config: str | None = None) -> ClusterSpec:
-    """The cluster spec `init -i` builds for this inventory (first control plane's view)."""
-    from bootstrap.workflow.cluster import fleet_cluster_spec
-
-    return fleet_cluster_spec({"config": config}, inv)
-
-
 VALIDATE_PHASES = ("validate", "validate/netcheck", "validate/nodes")  # names --skip-phases accepts
 
 
 def validate_fleet(
     inv: Inventory,
-    cluster_spec: ClusterSpec,
+    specs: Mapping[str, ClusterSpec],
     targets: Mapping[str, Target],
     *,
     bundle: Bundle | None,
@@ -101,31 +93,34 @@ def validate_fleet(
     skip_phases: Collection[str] = (),
     unreachable: Mapping[str, str] | None = None,
     forks: int = 64,
+    netcheck: bool = True,
+    nodes: bool = True,
 ) -> ValidationResult:
     """netcheck then node validation, on open targets (never reconnects, never prints).
 
-    skip_phases: the run's --skip-phases. `validate` skips both parts, `validate/netcheck` or
-    `validate/nodes` one; any other skipped phase (e.g. binaries/kubelet) turns the checks of what it
-    would have installed into skips with that reason. The inventory's and the spec's skips are added.
-    unreachable: host -> connect error, for inventory hosts missing from `targets`."""
+    specs: each host's ClusterSpec (as the run built it). skip_phases: the run's skipped phases; any
+    other skipped phase than validate's own (e.g. binaries/kubelet) turns the checks of what it would
+    have installed into skips with that reason. The inventory's and the spec's skips are added.
+    unreachable: host -> why it has no target (a connect error, or a failure earlier in the run)."""
     started = time.monotonic()
+    first = inv.control_planes()[0].name
+    cluster_spec = specs.get(first) or next(iter(specs.values()))
     phases = skipped_phases(inv, cluster_spec, skip_phases)
     skipped: dict[str, str] = {}
     net = None
-    if phases & {"validate", "validate/netcheck"}:
+    if not netcheck or phases & {"validate", "validate/netcheck"}:
         skipped["netcheck"] = "--skip-phases"
     else:
         net = run_netcheck(inv, cluster_spec, targets, unreachable=unreachable, forks=forks)
-    nodes = None
-    if phases & {"validate", "validate/nodes"}:
+    node_reports = None
+    if not nodes or phases & {"validate", "validate/nodes"}:
         skipped["validate"] = "--skip-phases"
     else:
-        members = etcd_members(inv)
 
         def spec_for(h: InventoryHost) -> ClusterSpec:
-            return node_spec(cluster_spec, h, members)
+            return specs.get(h.name, cluster_spec)
 
-        nodes = validate_nodes(
+        node_reports = validate_nodes(
             list(inv.hosts), spec_for, targets, bundle=bundle, skipped=phases, unreachable=unreachable, forks=forks
         )
-    return ValidationResult(net, nodes, output, time.monotonic() - started, skipped)
+    return ValidationResult(net, node_reports, output, time.monotonic() - started, skipped)

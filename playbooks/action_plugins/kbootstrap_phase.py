@@ -33,15 +33,9 @@ if (_CHECKOUT / "bootstrap" / "__init__.py").is_file() and str(_CHECKOUT) not in
 try:
     # Imported at plugin load: Ansible's strategy loads action plugins in the main process before
     # forking workers, so every worker inherits these modules instead of importing them again.
-    from bootstrap.join import reset as _reset  # noqa: F401
-    from bootstrap.transport import ansible as kb
-    from bootstrap.transport import cache as _cache  # noqa: F401
-    from bootstrap.transport import ssh as _ssh  # noqa: F401  (the tar batch scripts; pulls in paramiko)
-    from bootstrap.validate import fleet as _vfleet  # noqa: F401
-    from bootstrap.validate import nodes as _vnodes  # noqa: F401
-    from bootstrap.workflow import cluster as _cluster  # noqa: F401
-    from bootstrap.workflow import runner as _runner  # noqa: F401
-    from bootstrap.workflow import scale as _scale  # noqa: F401
+    from bootstrap.ansible import steps as kb
+    from bootstrap.errors import KbootstrapError
+    from bootstrap.transport.ansible_target import AnsibleTarget
 
     IMPORT_ERROR = ""
 except ImportError as exc:  # the controller's Python has no kbootstrap
@@ -68,7 +62,7 @@ class ActionModule(ActionBase):
         step = str(args.get("step", ""))
         try:
             inp = kb.step_input(task_vars, args, bool(self._task.check_mode))
-        except kb.KbootstrapError as exc:
+        except KbootstrapError as exc:
             result.update(failed=True, msg=exc.one_line())
             return result
 
@@ -87,11 +81,14 @@ class ActionModule(ActionBase):
                 raise AnsibleConnectionFailure(str(res.get("stderr", "")).strip())
             return int(res.get("rc") or 0), str(res.get("stdout", "")), str(res.get("stderr", ""))
 
-        target = kb.AnsibleTarget(inp.host, execute)
+        target = AnsibleTarget(inp.host, execute)
         try:
             result.update(kb.run_step(step, inp, target))
         except AnsibleConnectionFailure:
             raise  # Ansible reports the host unreachable
-        except Exception as exc:  # a bug must be one line in the report, not a traceback
-            result.update(failed=True, msg=f"{step}: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug must be one line in the report, its traceback in the debug log
+            from bootstrap import debuglog
+
+            where = debuglog.record(exc, f"ansible step {step} on {inp.host}")
+            result.update(failed=True, msg=f"{step}: {type(exc).__name__}: {exc} ({where})")
         return result

@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bootstrap.engine.context import RunContext
+from bootstrap.engine.result import PhaseResult
 from bootstrap.spec.load import build_spec
 from bootstrap.transport.local import LocalTarget
-from bootstrap.workflow.context import RunContext
-from bootstrap.workflow.report import PhaseResult
 
 ADV = "10.213.77.5"
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from bootstrap.engine.context import RunContext
 from bootstrap.phases.certs import PHASE as CERTS
 from bootstrap.phases.kubeconfig import PHASE as KUBECONFIG
 from bootstrap.render.kubeconfig import parse_kubeconfig
 from bootstrap.spec.load import build_spec
 from bootstrap.transport.local import LocalTarget
-from bootstrap.workflow.context import RunContext
 
 ALGORITHMS = ["RSA-2048", "ECDSA-P256"]
 

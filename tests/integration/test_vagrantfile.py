@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from bootstrap.spec.inventory import load_inventory
-from bootstrap.workflow.cluster import fleet_cluster_spec
+from bootstrap.workflow.fleet_spec import fleet_cluster_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 VAGRANTFILE = ROOT / "Vagrantfile"

@@ -71,7 +71,7 @@ def installed_playbooks(tmp_path_factory: pytest.TempPathFactory, venv: Path) ->
             [
                 str(venv / "bin/python"),
                 "-c",
-                "from bootstrap.transport.ansible import playbooks_dir; print(playbooks_dir())",
+                "from bootstrap.ansible.playbook import playbooks_dir; print(playbooks_dir())",
             ],
             cwd=tmp_path_factory.mktemp("elsewhere"),
             capture_output=True,

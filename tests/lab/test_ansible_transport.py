@@ -2,7 +2,7 @@
 lint-clean, and Molecule's full sequence.
 
 Two labs of 1 control plane + 1 worker: one provisioned by `kbootstrap init -i` over SSH, the other
-by playbooks/cluster.yml through ansible-runner (`run_fleet_init_ansible`). Their node file trees
+by playbooks/cluster.yml through ansible-runner (`init_ansible`). Their node file trees
 must match: same paths and modes everywhere; same sha256 once the lab's name and subnet are replaced
 by placeholders; certificates by subject, issuer and SANs (keys, serials and validity are per run);
 kubeconfigs by their parsed content with embedded certificates reduced to their subject.
@@ -154,8 +154,8 @@ def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
 
 
 def ansible_fleet(fn: str, params: dict[str, Any], timeout: float = 600) -> tuple[int, dict[str, Any], str]:
-    """bootstrap.transport.ansible.FN(params) in a subprocess, as the CLI will call it: exit code, JSON."""
-    code = f"from bootstrap.transport.ansible import {fn}; import json, sys; {fn}(json.loads(sys.argv[1]))"
+    """bootstrap.commands.ansible.FN(params) in a subprocess, as the CLI calls it: exit code, JSON."""
+    code = f"from bootstrap.commands.ansible import {fn}; import json, sys; {fn}(json.loads(sys.argv[1]))"
     proc = subprocess.run([sys.executable, "-c", code, json.dumps({**params, "output": "json"})],
                           capture_output=True, text=True, timeout=timeout)
     try:
@@ -189,7 +189,7 @@ def labs(module_lab_factory: Any, bundle: Path, tmp_path_factory: pytest.TempPat
     ssh_seconds = time.monotonic() - started
     assert ssh.returncode == 0, ssh.stdout[-3000:] + ssh.stderr
     started = time.monotonic()
-    code, report, err = ansible_fleet("run_fleet_init_ansible", {"inventory": str(ans_inv), "pki_dir": str(pki / "ans")})
+    code, report, err = ansible_fleet("init_ansible", {"inventory": str(ans_inv), "pki_dir": str(pki / "ans")})
     ans_seconds = time.monotonic() - started
     return {"ssh": ssh_lab, "ans": ans_lab, "ssh_report": json.loads(ssh.stdout), "ans_report": report,
             "ans_code": code, "ans_err": err, "pki": pki, "ans_inv": ans_inv,
@@ -244,7 +244,7 @@ def test_node_trees_match_across_transports(labs: dict[str, Any]) -> None:
 
 
 def test_second_ansible_run_changes_nothing(labs: dict[str, Any]) -> None:
-    from bootstrap.transport.ansible import run_playbook
+    from bootstrap.ansible.playbook import run_playbook
 
     lab = labs["ans"]
     names = [m.name for m in lab.machines]
@@ -264,7 +264,7 @@ def test_check_mode_lists_changes_and_changes_nothing(labs: dict[str, Any]) -> N
     sh(lab, cp, "rm /etc/crictl.yaml && chmod 0644 /etc/kubernetes/admin.conf")
     params = {"inventory": str(labs["ans_inv"]), "pki_dir": str(labs["pki"] / "ans")}
     try:
-        code, report, err = ansible_fleet("run_fleet_init_ansible", {**params, "dry_run": True})
+        code, report, err = ansible_fleet("init_ansible", {**params, "dry_run": True})
         assert code == 0, err
         assert report["dry_run"] is True and report["validation"] is None
         items = {c["item"]: c["status"] for p in report["hosts"][cp]["phases"] for c in p["changes"]}
@@ -273,7 +273,7 @@ def test_check_mode_lists_changes_and_changes_nothing(labs: dict[str, Any]) -> N
         _, out, _ = sh(lab, cp, "test -e /etc/crictl.yaml && echo present; stat -c %a /etc/kubernetes/admin.conf")
         assert out.split() == ["644"]
     finally:
-        code, report, err = ansible_fleet("run_fleet_init_ansible", params)
+        code, report, err = ansible_fleet("init_ansible", params)
     assert code == 0, err
     assert report["hosts"][cp]["changed"] == 2
 
@@ -287,7 +287,7 @@ def test_netcheck_failure_is_a_validation_failure_naming_the_probe(labs: dict[st
     cp, w = cps(lab)[0], workers(lab)[0]
     ops.block(lab.name, cp, port=2379, peer=w)
     try:
-        code, report, err = ansible_fleet("run_fleet_init_ansible", {"inventory": str(labs["ans_inv"]),
+        code, report, err = ansible_fleet("init_ansible", {"inventory": str(labs["ans_inv"]),
                                                                      "pki_dir": str(labs["pki"] / "ans")})
     finally:
         ops.heal(lab.name, cp)
@@ -307,7 +307,7 @@ def test_changed_host_key_is_refused_for_that_host_only(labs: dict[str, Any]) ->
     lines[-1] = f"{lines[-1].split()[0]} {' '.join(lines[0].split()[1:])}"  # another machine's key
     known.write_text("\n".join(lines) + "\n")
     try:
-        code, report, _ = ansible_fleet("run_fleet_init_ansible", {"inventory": str(labs["ans_inv"]),
+        code, report, _ = ansible_fleet("init_ansible", {"inventory": str(labs["ans_inv"]),
                                                                    "pki_dir": str(labs["pki"] / "ans")})
     finally:
         known.write_text(original)
@@ -324,13 +324,13 @@ def test_worker_rejoins_with_scale_playbook(labs: dict[str, Any]) -> None:
     lab = labs["ans"]
     w = workers(lab)[0]
     params = {"inventory": str(labs["ans_inv"]), "pki_dir": str(labs["pki"] / "ans")}
-    code = subprocess.run([sys.executable, "-c", "from bootstrap.transport.ansible import run_fleet_reset_ansible as r;"
+    code = subprocess.run([sys.executable, "-c", "from bootstrap.commands.ansible import reset_ansible as r;"
                            f"r({{**{params!r}, 'output': 'json'}}, [{w!r}])"],
                           capture_output=True, text=True, timeout=300).returncode
     assert code == 0
     _, out, _ = sh(lab, w, "ls /etc/kubernetes/pki | wc -l")
     assert out.strip() == "0"
-    join = f"from bootstrap.transport.ansible import run_fleet_join_ansible as j; j({{**{params!r}, 'output': 'json'}}, [{w!r}])"
+    join = f"from bootstrap.commands.ansible import join_ansible as j; j({{**{params!r}, 'output': 'json'}}, [{w!r}])"
     proc = subprocess.run([sys.executable, "-c", join], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = json.loads(proc.stdout)
@@ -352,7 +352,7 @@ def test_worker_rejoins_with_scale_playbook(labs: dict[str, Any]) -> None:
 def test_reset_playbook_undoes_init(labs: dict[str, Any]) -> None:
     """Last in this module: it leaves the Ansible lab reset."""
     lab = labs["ans"]
-    code, report, err = ansible_fleet("run_fleet_reset_ansible", {"inventory": str(labs["ans_inv"]),
+    code, report, err = ansible_fleet("reset_ansible", {"inventory": str(labs["ans_inv"]),
                                                                   "pki_dir": str(labs["pki"] / "ans")})
     assert code == 0, err + json.dumps(report)[:2000]
     assert all(not h["failed"] for h in report["hosts"].values())
@@ -361,11 +361,11 @@ def test_reset_playbook_undoes_init(labs: dict[str, Any]) -> None:
                        "test -e /etc/systemd/system/etcd.service && echo unit; ls /etc/kubernetes/*.conf 2>/dev/null")
         assert out.split() == ["0"], (m.name, out)
     # A second reset finds nothing to do and says so: changed=0 in Ansible's recap and in our report.
-    code, report, err = ansible_fleet("run_fleet_reset_ansible", {"inventory": str(labs["ans_inv"]),
+    code, report, err = ansible_fleet("reset_ansible", {"inventory": str(labs["ans_inv"]),
                                                                   "pki_dir": str(labs["pki"] / "ans")})
     assert code == 0, err
     assert {n: h["changed"] for n, h in report["hosts"].items()} == dict.fromkeys(report["hosts"], 0)
-    from bootstrap.transport.ansible import run_playbook
+    from bootstrap.ansible.playbook import run_playbook
 
     names = [m.name for m in lab.machines]
     run = run_playbook(labs["ans_inv"], "reset.yml", hosts=names)

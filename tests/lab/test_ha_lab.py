@@ -26,21 +26,23 @@ import pytest
 import yaml
 
 from bootstrap.artifacts.bundle import load_bundle
-from bootstrap.commands.fleet import connect
+from bootstrap.engine.context import RunContext
+from bootstrap.engine.phase import Tree
+from bootstrap.engine.result import HostReport, RunResult
+from bootstrap.engine.runner import RunState, run_tree
 from bootstrap.lab import ops
 from bootstrap.lab.state import LabState
 from bootstrap.lab.testing import sh
-from bootstrap.phases.loadbalancer import loadbalancer_fleet_phase
+from bootstrap.phases import loadbalancer
 from bootstrap.pki.store import ensure_pki
 from bootstrap.render.loadbalancer import HAPROXY_STATS_SOCKET
 from bootstrap.spec.endpoint import control_plane_endpoint_for, endpoint_from_vars, endpoint_sans
 from bootstrap.spec.inventory import load_inventory
 from bootstrap.spec.load import build_spec
 from bootstrap.transport.local import LocalTarget
-from bootstrap.workflow.cluster import etcd_members, node_spec
-from bootstrap.workflow.context import RunContext
-from bootstrap.workflow.fleet import FleetRun
-from bootstrap.workflow.report import HostReport
+from bootstrap.workflow.fleet_spec import etcd_members, node_spec
+from bootstrap.workflow.options import FleetOptions
+from bootstrap.workflow.session import close, connect
 
 pytestmark = pytest.mark.lab
 
@@ -90,23 +92,27 @@ def worker(lab: LabState) -> str:
 
 
 def run_phase(ha: dict[str, Any]) -> dict[str, HostReport]:
+    """The loadbalancer phase: control planes in vip mode, the worker in localhost mode (each host's
+    spec carries its endpoint; the phase selects its hosts from it)."""
     inv, cluster = ha["inventory"], ha["cluster"]
     names = [h.name for h in inv.hosts]
-    conns = connect(inv, names, 8, False)
+    conns = connect(inv, names, FleetOptions(str(inv.path), forks=8))
     bad = {n: c for n, c in conns.items() if isinstance(c, Exception)}
     assert not bad, bad
     members = etcd_members(inv)
-    contexts = {n: RunContext(node_spec(cluster, inv.host(n), members), conns[n], bundle=ha["bundle"],
-                              roles=inv.host(n).roles) for n in names}
-    reports = {n: HostReport(n) for n in names}
-    run = FleetRun({n: inv.host(n) for n in names}, dict(conns), contexts, reports, forks=8)
+
+    def spec_for(n: str) -> Any:
+        endpoint = ha["vip_ep"] if inv.host(n).is_control_plane else ha["local_ep"]
+        return node_spec(cluster, inv.host(n), members).model_copy(update={"api_endpoint": endpoint})
+
+    contexts = {n: RunContext(spec_for(n), conns[n], bundle=ha["bundle"], roles=inv.host(n).roles)  # type: ignore[arg-type]
+                for n in names}
+    run = RunState({n: inv.host(n) for n in names}, contexts, RunResult({}), forks=8, inventory=inv)
     try:
-        # Control planes: vip mode; the worker: localhost mode. Each phase only touches its hosts.
-        run.run([loadbalancer_fleet_phase(ha["vip_ep"]), loadbalancer_fleet_phase(ha["local_ep"])], set())
+        run_tree(Tree((loadbalancer.PHASE,)), run, set())
     finally:
-        for c in conns.values():
-            c.close()
-    return reports
+        close(conns)
+    return run.result.hosts
 
 
 def issue_standin_certs(ha: dict[str, Any], store: Path) -> None:

@@ -146,18 +146,21 @@ def test_powered_off_machine_is_unreachable_and_the_rest_is_checked(cluster: dic
 
 def test_validate_fleet_on_open_connections(cluster: dict[str, Any]) -> None:
     """The function `init -i` ends with: no reconnect, both reports, text and JSON renderings."""
-    from bootstrap.commands.netcheck import close_targets, open_targets
     from bootstrap.spec.inventory import load_inventory
-    from bootstrap.validate.fleet import cluster_spec_for, validate_fleet
-    from bootstrap.workflow.cluster import bundle_for
+    from bootstrap.validate.fleet import validate_fleet
+    from bootstrap.workflow.fleet_spec import fleet_cluster_spec, node_specs
+    from bootstrap.workflow.options import FleetOptions
+    from bootstrap.workflow.session import bundle_for, close, connect
 
     inv = load_inventory(cluster["inventory"])
-    targets, unreachable = open_targets(inv, 8, False)
-    assert not unreachable
+    conns = connect(inv, [h.name for h in inv.hosts], FleetOptions(cluster["inventory"], forks=8))
+    targets = {n: c for n, c in conns.items() if not isinstance(c, Exception)}
+    assert len(targets) == len(conns), conns
     try:
-        result = validate_fleet(inv, cluster_spec_for(inv), targets, bundle=bundle_for(inv, None), output="text")
+        result = validate_fleet(inv, node_specs(fleet_cluster_spec({}, inv), inv), targets,
+                                bundle=bundle_for(inv, None), output="text")
     finally:
-        close_targets(targets)
+        close(conns)
     assert not result.failed, result.text()
     text = result.render()
     assert "netcheck: 12 pairs checked, 0 failed" in text and "validate: 4 nodes" in text

@@ -20,7 +20,8 @@ from bootstrap.lab.keys import write_pair
 from bootstrap.lab.state import LabState
 from bootstrap.transport import ssh
 from bootstrap.transport.base import FileState
-from bootstrap.transport.ssh import SSHHost, SSHTarget, connect, connect_all, fingerprint, run_on_all
+from bootstrap.transport.known_hosts import fingerprint
+from bootstrap.transport.ssh import SSHHost, SSHTarget, connect, connect_all, run_on_all
 
 pytestmark = pytest.mark.lab
 
@@ -152,7 +153,7 @@ def test_write_atomic_with_mode_and_owner(cp1: SSHTarget) -> None:
     assert owner_mode == "65534:65534 640"
     assert inode2 != inode1.strip()  # replaced by rename, not rewritten in place
     assert rest[:3] == ["755", "755", "a.conf"]  # parents 0755; no temp files left
-    # SFTP path (no owner) honours modes the sftp-server's umask would strip.
+    # Modes a umask would strip are honoured.
     cp1.write("/etc/kbt/x", b"", 0o666)
     assert cp1.read("/etc/kbt/x") == FileState(b"", 0o666)
     cp1.write("/etc/kbt/bin", bytes(range(256)) * 100, 0o755)

@@ -11,17 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from bootstrap.transport.ansible import (
-    SPECIAL_STEPS,
-    AnsibleTarget,
-    EventCollector,
-    phase_from_json,
-    playbooks_dir,
-    step_input,
-)
-from bootstrap.workflow.report import HostReport, PhaseResult, Status
+from bootstrap.ansible.events import EventCollector, phase_from_json
+from bootstrap.ansible.steps import step_input
+from bootstrap.engine.result import HostReport, PhaseResult, Status
+from bootstrap.transport.ansible_target import AnsibleTarget
 
 CP, W = "kba1-cp1", "kba1-w1"
 
@@ -63,12 +57,12 @@ RECORDED = [
     ev("runner_on_ok", CP, "Shared CAs, made on the controller", role="pki", res={
         "changed": False, "msg": "shared CAs: read back from kba1-cp1",
         "ansible_facts": {"kbootstrap_shared_pki_source": "read back from kba1-cp1"},
-        "kbootstrap": ours(CP, "shared-pki")}),
+        "kbootstrap": ours(CP, "certs:before")}),
     ev("runner_on_ok", CP, "Etcd member configured and running", role="etcd", res={
         "changed": True, "kbootstrap": ours(CP, "etcd", phase("etcd/local", ("/etc/systemd/system/etcd.service",
                                                                               "created"), ("start etcd", "updated")))}),
     ev("runner_on_ok", CP, "Etcd cluster healthy, seen from each member", role="etcd", res={
-        "changed": False, "kbootstrap": ours(CP, "etcd-health", phase("etcd", ("etcd health", "unchanged")),
+        "changed": False, "kbootstrap": ours(CP, "etcd:after", phase("etcd", ("etcd health", "unchanged")),
                                              merge=True)}),
     ev("runner_on_failed", W, "Kubeadm preflight checks", role="preflight", res={
         "failed": True, "changed": False, "msg": "preflight: [ERROR Swap]: swap is on (fix it)",
@@ -129,7 +123,7 @@ def test_plugin_failure_without_report_is_the_message() -> None:
 def test_failed_shared_pki_stops_everyone_and_says_who() -> None:
     c = collect([ev("runner_on_failed", CP, "Shared CAs", res={
         "failed": True, "msg": "the CA in pki/x differs from the one on kba1-cp1 (the cluster's CA wins)",
-        "kbootstrap": ours(CP, "shared-pki")})])
+        "kbootstrap": ours(CP, "certs:before")})])
     c.finish(2, "failed")
     assert "differs" in (c.reports[CP].error or "")
     assert c.reports[W].error == f"the play stopped before {W} finished: {CP} failed"
@@ -154,7 +148,7 @@ def test_validate_results_are_not_host_failures() -> None:
 def test_phase_from_json_round_trips() -> None:
     p = PhaseResult("certs", 0.5, error=None)
     report = HostReport("h", [p])
-    report.phases[0].changes.append(__import__("bootstrap.workflow.report", fromlist=["Change"]).Change(
+    report.phases[0].changes.append(__import__("bootstrap.engine.result", fromlist=["Change"]).Change(
         "certs", "/etc/kubernetes/pki/ca.crt", Status.CREATED, "shared CA material"))
     back = phase_from_json(report.to_json()["phases"][0])
     assert back.name == "certs" and back.changed == 1 and back.changes[0].detail == "shared CA material"
@@ -177,34 +171,6 @@ def test_step_input_from_task_vars() -> None:
     assert step_input({**tv, "kbootstrap_inventory": "/other.yaml"}, {}, False).inventory == "/other.yaml"
     with pytest.raises(Exception, match="no inventory file"):
         step_input({"inventory_hostname": CP}, {}, False)
-
-
-def _role_steps() -> set[str]:
-    steps = set()
-    for f in (playbooks_dir() / "roles").glob("*/tasks/*.yml"):
-        for task in yaml.safe_load(f.read_text()) or []:
-            if "kbootstrap_phase" in task:
-                steps.add(task["kbootstrap_phase"]["step"])
-    return steps
-
-
-def test_every_fleet_phase_has_a_role() -> None:
-    """A phase added to the fleet list must get a role, or the two transports would differ."""
-    from bootstrap.spec.inventory import load_inventory
-    from bootstrap.workflow.cluster import SharedPKI, fleet_cluster_spec, fleet_phases
-
-    inv = load_inventory(str(Path(__file__).resolve().parents[2] / "inventories/sample/hosts.yaml"))
-    cluster = fleet_cluster_spec({}, inv)
-    names = {fp.phase.name for fp in fleet_phases(cluster, SharedPKI(Path("/nonexistent")), "cp1", True)}
-    assert names | set(SPECIAL_STEPS) == _role_steps()
-    # and cluster.yml uses every role but reset, in the fleet's order
-    play = yaml.safe_load((playbooks_dir() / "cluster.yml").read_text())[0]
-    roles = [r["role"] for r in play["roles"]]
-    roles += [t["ansible.builtin.include_role"]["name"] for t in play.get("tasks") or []
-              if "ansible.builtin.include_role" in t]  # validate: included after the roles
-    assert "reset" not in roles and roles[-1] == "validate"
-    assert set(roles) == {p.parent.parent.name for p in (playbooks_dir() / "roles").glob("*/tasks/main.yml")} - {
-        "reset", "tls_bootstrap"}
 
 
 # ---- the Target adapter, with bash on this machine standing in for Ansible's connection ----------
@@ -252,7 +218,7 @@ def test_run_once_result_lands_in_the_host_it_names() -> None:
                                                                                          "unchanged")))}))
     c.collect(ev("runner_on_ok", W, "Virtual IP held by exactly one control plane", res={
         "changed": False, "warnings": ["VIP 10.0.0.250 held by 2 nodes at once: a, b"],
-        "kbootstrap": ours(CP, "vip-report", phase("loadbalancer", ("VIP 10.0.0.250", "warning")), merge=True)}))
+        "kbootstrap": ours(CP, "loadbalancer:after", phase("loadbalancer", ("VIP 10.0.0.250", "warning")), merge=True)}))
     lb = c.report(CP).phases[-1]
     assert lb.name == "loadbalancer" and [ch.item for ch in lb.changes] == ["/etc/haproxy/haproxy.cfg", "VIP 10.0.0.250"]
     assert lb.changes[-1].status == Status.WARNING

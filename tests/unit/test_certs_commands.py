@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from cryptography import x509
 
 from bootstrap.commands.certs import RESTART_REMINDER, certs, short_human_duration, tabwrite
+from bootstrap.engine.context import RunContext
 from bootstrap.phases.certs import PHASE as CERTS
 from bootstrap.phases.kubeconfig import PHASE as KUBECONFIG
 from bootstrap.pki import authority
@@ -20,7 +21,6 @@ from bootstrap.render import kubeconfig as kc
 from bootstrap.spec.load import build_spec
 from bootstrap.spec.model import ClusterSpec
 from bootstrap.transport.local import LocalTarget
-from bootstrap.workflow.context import RunContext
 
 PKI = "etc/kubernetes/pki"
 

@@ -126,7 +126,7 @@ def test_an_already_joined_node_is_refused(tmp_path: Path) -> None:
 def test_member_remove_is_retried_while_etcd_says_unhealthy_cluster() -> None:
     """Right after a join etcd refuses `member remove` ("unhealthy cluster") until the new member has
     been active a few seconds: retried. Any other error is returned at once."""
-    from bootstrap.join.node import remove_member
+    from bootstrap.etcd.members import remove_member
     from bootstrap.transport.base import CommandResult
 
     answers = [CommandResult(1, "", "Error: etcdserver: unhealthy cluster")] * 2 + [CommandResult(0, "removed", "")]

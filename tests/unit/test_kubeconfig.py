@@ -12,6 +12,8 @@ import pytest
 import yaml
 from cryptography import x509
 
+from bootstrap.engine.context import RunContext
+from bootstrap.engine.result import Status
 from bootstrap.errors import PKIError
 from bootstrap.phases.certs import PHASE as CERTS
 from bootstrap.phases.kubeconfig import PHASE
@@ -20,8 +22,6 @@ from bootstrap.render import kubeconfig as kc
 from bootstrap.spec.load import build_spec
 from bootstrap.spec.model import ClusterSpec
 from bootstrap.transport.local import LocalTarget
-from bootstrap.workflow.context import RunContext
-from bootstrap.workflow.report import Status
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 KDIR = "/etc/kubernetes"

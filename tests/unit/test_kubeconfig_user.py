@@ -16,11 +16,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bootstrap.commands.common import EdgeGroup
 from bootstrap.commands.kubeconfig import MASTERS_WARNING, kubeconfig
+from bootstrap.engine.context import RunContext
 from bootstrap.pki.store import ensure_pki
 from bootstrap.render.kubeconfig import parse_kubeconfig
 from bootstrap.spec.load import build_spec
 from bootstrap.transport.local import LocalTarget
-from bootstrap.workflow.context import RunContext
 
 PKI = "etc/kubernetes/pki"
 VIP_ENDPOINT = "10.0.0.250:8443"

@@ -149,7 +149,7 @@ def test_fleet_nodes_get_node_ip_from_the_inventory() -> None:
     """As Kubespray: --node-ip is the inventory's ip (a VM's NAT address must not be registered);
     kubeletExtraArgs' own node-ip wins."""
     from bootstrap.spec.inventory import InventoryHost
-    from bootstrap.workflow.cluster import node_spec
+    from bootstrap.workflow.fleet_spec import node_spec
 
     host = InventoryHost(name="w1", address="127.0.0.1", ip="192.168.56.12", roles=frozenset({"kube_node"}))
     env = k.kubelet_flags_env(node_spec(make_spec(), host, ()), hostname="w1").decode()

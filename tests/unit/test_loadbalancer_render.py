@@ -16,6 +16,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from bootstrap.engine.context import RunContext
+from bootstrap.engine.result import Status
 from bootstrap.errors import ConfigError
 from bootstrap.phases.loadbalancer import run_loadbalancer
 from bootstrap.pki.catalog import apiserver_alt_names
@@ -30,8 +32,6 @@ from bootstrap.spec.endpoint import (
 )
 from bootstrap.spec.load import build_spec
 from bootstrap.transport.local import LocalTarget
-from bootstrap.workflow.context import RunContext
-from bootstrap.workflow.report import Status
 
 CPS = [SimpleNamespace(name=f"cp{i}", ip=f"10.0.0.{10 + i}") for i in (1, 2, 3)]
 VIP = "10.0.0.250"

@@ -19,7 +19,6 @@ import yaml
 from bootstrap.spec.inventory import Inventory, load_inventory
 from bootstrap.spec.model import ClusterSpec
 from bootstrap.transport.base import CommandResult
-from bootstrap.validate.fleet import cluster_spec_for
 from bootstrap.validate.netcheck import (
     ENDPOINT,
     MARK,
@@ -33,6 +32,7 @@ from bootstrap.validate.netcheck import (
     run_netcheck,
 )
 from bootstrap.validate.report import netcheck_text
+from bootstrap.workflow.fleet_spec import fleet_cluster_spec, node_specs
 
 NODES = {"cp1": "10.9.0.11", "cp2": "10.9.0.12", "cp3": "10.9.0.13", "w1": "10.9.0.21"}
 
@@ -122,7 +122,7 @@ def inv(tmp_path: Path) -> Inventory:
 
 @pytest.fixture
 def spec(inv: Inventory) -> ClusterSpec:
-    return cluster_spec_for(inv)
+    return fleet_cluster_spec({}, inv)
 
 
 # ---- facts and expected ports ---------------------------------------------------------------------
@@ -168,7 +168,7 @@ def test_plan_covers_every_pair(inv: Inventory, spec: ClusterSpec) -> None:
 
 def test_endpoint_name_is_resolved(tmp_path: Path) -> None:
     inv = write_inventory(tmp_path, endpoint="api.example.lab")
-    spec = cluster_spec_for(inv)
+    spec = fleet_cluster_spec({}, inv)
     plan = plan_probes(inv, spec, {})
     ep = [p for p in plan["w1"] if p.target == ENDPOINT and p.kind == "dns"]
     assert spec.endpoint_host_port() == ("api.example.lab", 8443)
@@ -282,7 +282,7 @@ def test_missing_dns_name_names_the_failing_resolutions(inv: Inventory, spec: Cl
 
 def test_twenty_nodes_matrix(tmp_path: Path) -> None:
     inv = write_inventory(tmp_path, n_workers=17)
-    spec = cluster_spec_for(inv)
+    spec = fleet_cluster_spec({}, inv)
     report = run_netcheck(inv, spec, targets_for(inv, healthy_net(inv)))  # type: ignore[arg-type]
     assert report.counts()["pairs"] == 380 and not report.failed
 
@@ -292,9 +292,10 @@ def test_command_exit_codes(monkeypatch: pytest.MonkeyPatch, inv: Inventory) -> 
     from click.testing import CliRunner
 
     from bootstrap.commands import netcheck as cmd
+    from bootstrap.workflow import check
 
     net = healthy_net(inv)
-    monkeypatch.setattr(cmd, "open_targets", lambda inv_, forks, tofu: (targets_for(inv_, net), {}))
+    monkeypatch.setattr(check, "connect", lambda inv_, names, opts: targets_for(inv_, net))
     runner = CliRunner()
     ok = runner.invoke(cmd.netcheck, ["-i", str(inv.path), "-o", "json"])
     assert ok.exit_code == 0, ok.output
@@ -326,9 +327,9 @@ def test_validate_fleet_skip_phases(inv: Inventory, spec: ClusterSpec) -> None:
     from bootstrap.validate.fleet import validate_fleet
 
     targets = targets_for(inv, healthy_net(inv))
-    only_net = validate_fleet(inv, spec, targets, bundle=None, skip_phases=["validate/nodes"])  # type: ignore[arg-type]
+    only_net = validate_fleet(inv, node_specs(spec, inv), targets, bundle=None, skip_phases=["validate/nodes"])  # type: ignore[arg-type]
     assert only_net.nodes is None and only_net.netcheck is not None and not only_net.failed
     assert "netcheck: 12 pairs checked, 0 failed" in only_net.render()
-    none = validate_fleet(inv, spec, targets, bundle=None, output="json", skip_phases=["validate"])  # type: ignore[arg-type]
+    none = validate_fleet(inv, node_specs(spec, inv), targets, bundle=None, output="json", skip_phases=["validate"])  # type: ignore[arg-type]
     assert none.netcheck is None and none.nodes is None and not none.failed
     assert json.loads(none.render())["skipped"] == {"netcheck": "--skip-phases", "validate": "--skip-phases"}

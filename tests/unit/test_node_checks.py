@@ -19,7 +19,7 @@ from bootstrap.artifacts.bundle import Bundle
 from bootstrap.spec.inventory import Inventory, load_inventory
 from bootstrap.spec.model import ClusterSpec
 from bootstrap.transport.local import LocalTarget
-from bootstrap.validate.fleet import cluster_spec_for, skipped_phases
+from bootstrap.validate.fleet import skipped_phases
 from bootstrap.validate.nodes import (
     NodeCheck,
     NodeReport,
@@ -29,6 +29,7 @@ from bootstrap.validate.nodes import (
     run_checks,
 )
 from bootstrap.validate.report import nodes_text
+from bootstrap.workflow.fleet_spec import fleet_cluster_spec
 
 
 @pytest.fixture
@@ -46,7 +47,7 @@ def inv(tmp_path: Path) -> Inventory:
 
 @pytest.fixture
 def spec(inv: Inventory) -> ClusterSpec:
-    return cluster_spec_for(inv)
+    return fleet_cluster_spec({}, inv)
 
 
 def ids(checks: list[NodeCheck]) -> set[str]:
@@ -90,7 +91,7 @@ def test_etcd_only_member_may_hold_the_etcd_ca_key(inv: Inventory, spec: Cluster
 
 
 def test_kubeadm_profile_allows_0644_certs(inv: Inventory) -> None:
-    spec = cluster_spec_for(inv).model_copy(update={"hardening": __import__(
+    spec = fleet_cluster_spec({}, inv).model_copy(update={"hardening": __import__(
         "bootstrap.spec.model", fromlist=["Hardening"]).Hardening.kubeadm()})
     by_id = {c.id: c for c in node_checks(inv.host("cp1"), spec)}
     assert by_id["file /etc/kubernetes/pki/ca.crt"].forbid == 0o133

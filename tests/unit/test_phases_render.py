@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from bootstrap.engine.context import RunContext
+from bootstrap.engine.phase import Phase
+from bootstrap.engine.result import PhaseResult, Status
 from bootstrap.phases import control_plane, etcd, kubelet
-from bootstrap.phases.base import Phase
 from bootstrap.spec.load import build_spec
 from bootstrap.spec.model import ClusterSpec, ExternalEtcd
 from bootstrap.transport.local import LocalTarget
-from bootstrap.workflow.context import RunContext
-from bootstrap.workflow.report import PhaseResult, Status
 
 
 def make_spec(hardening: str = "cis", **update: Any) -> ClusterSpec:

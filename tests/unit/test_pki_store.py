@@ -11,6 +11,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from bootstrap.engine.context import RunContext
+from bootstrap.engine.result import Status
 from bootstrap.errors import PKIError
 from bootstrap.phases.certs import PHASE
 from bootstrap.pki import authority, catalog
@@ -18,8 +20,6 @@ from bootstrap.pki.store import ensure_pki, load_ca, target_reader
 from bootstrap.spec.load import build_spec
 from bootstrap.spec.model import ClusterSpec, ExternalEtcd, Hardening
 from bootstrap.transport.local import LocalTarget
-from bootstrap.workflow.context import RunContext
-from bootstrap.workflow.report import Status
 
 PKI = "/etc/kubernetes/pki"
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)

@@ -14,10 +14,9 @@ import paramiko
 import pytest
 
 from bootstrap.errors import TransportError
-from bootstrap.transport import ssh
+from bootstrap.transport import batch, known_hosts, ssh
 from bootstrap.transport.base import FileState
-from bootstrap.transport.ssh import (
-    SSHHost,
+from bootstrap.transport.known_hosts import (
     check_host_key,
     fingerprint,
     host_entry_names,
@@ -26,6 +25,7 @@ from bootstrap.transport.ssh import (
     parse_known_hosts,
     trust_on_first_use,
 )
+from bootstrap.transport.ssh import SSHHost
 
 
 def _ed25519_crypto() -> bytes:
@@ -39,7 +39,7 @@ def _ed25519_crypto() -> bytes:
 
 
 def _line(names: str, blob: bytes, marker: str = "") -> str:
-    return f"{marker + ' ' if marker else ''}{names} {ssh.key_type_of(blob)} {base64.b64encode(blob).decode()}\n"
+    return f"{marker + ' ' if marker else ''}{names} {known_hosts.key_type_of(blob)} {base64.b64encode(blob).decode()}\n"
 
 
 def _hashed(host: str) -> str:
@@ -58,7 +58,7 @@ def test_fingerprint_is_openssh_sha256_format() -> None:
     fp = fingerprint(blob)
     assert fp == "SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU"
     assert fp.startswith("SHA256:") and not fp.endswith("=") and len(fp) == 7 + 43
-    assert ssh.key_type_of(blob) == "ssh-ed25519"
+    assert known_hosts.key_type_of(blob) == "ssh-ed25519"
 
 
 def test_fingerprint_matches_paramiko_key() -> None:
@@ -193,7 +193,7 @@ class _FakeKey:
         return self.blob
 
     def get_name(self) -> str:
-        return ssh.key_type_of(self.blob)
+        return known_hosts.key_type_of(self.blob)
 
 
 def _verify(host: SSHHost, blob: bytes) -> None:
@@ -240,13 +240,13 @@ def test_write_batch_runs_atomically_with_local_bash(tmp_path: Path) -> None:
     (root / "exists").mkdir(parents=True)
     (root / "exists" / "old").write_bytes(b"old")
     weird = f"{root}/it's $HOME/a b\nc"
-    files: list[ssh.BatchFile] = [
+    files: list[batch.BatchFile] = [
         (f"{root}/exists/old", b"new\n", 0o640, None),
         (f"{root}/deep/er/bin", bytes(range(256)) * 50, 0o755, None),
         (weird, b"'quoted' $x `y`", 0o600, None),
         (f"{root}/deep/er/empty", b"", 0o4711, None),
     ]
-    res = _bash(ssh.write_batch(files, token="t0k"))
+    res = _bash(batch.write_batch(files, token="t0k"))
     assert res.returncode == 0, res.stderr
     for path, data, mode, _ in files:
         assert Path(path).read_bytes() == data
@@ -256,19 +256,19 @@ def test_write_batch_runs_atomically_with_local_bash(tmp_path: Path) -> None:
     assert leftovers == []
     # Read them back through the read protocol, with a missing path and a directory.
     paths = [f[0] for f in files] + [f"{root}/missing", f"{root}/deep"]
-    out = _bash(ssh.read_batch(paths).encode())
+    out = _bash(batch.read_batch(paths).encode())
     assert out.returncode == 0, out.stderr
-    got = ssh.parse_read_batch(paths, out.stdout)
+    got = batch.parse_read_batch(paths, out.stdout)
     assert got == {**{p: FileState(d, m) for p, d, m, _ in files}, f"{root}/missing": None, f"{root}/deep": None}
 
 
 def test_write_batch_failure_writes_nothing(tmp_path: Path) -> None:
     (tmp_path / "a").write_bytes(b"keep")
-    files: list[ssh.BatchFile] = [
+    files: list[batch.BatchFile] = [
         (f"{tmp_path}/a", b"new", 0o644, None),
         (f"{tmp_path}/b", b"new", 0o644, "no-such-user-kb"),
     ]
-    res = _bash(ssh.write_batch(files))
+    res = _bash(batch.write_batch(files))
     assert res.returncode == 1
     assert b"kbootstrap: cannot chown to no-such-user-kb" in res.stderr
     assert (tmp_path / "a").read_bytes() == b"keep" and sorted(p.name for p in tmp_path.iterdir()) == ["a"]
@@ -276,9 +276,9 @@ def test_write_batch_failure_writes_nothing(tmp_path: Path) -> None:
 
 def test_batch_paths_validated() -> None:
     with pytest.raises(ValueError):
-        ssh.read_batch(["relative"])
+        batch.read_batch(["relative"])
     with pytest.raises(ValueError):
-        ssh.write_batch([("/etc/dir/", b"", 0o644, None)])
+        batch.write_batch([("/etc/dir/", b"", 0o644, None)])
 
 
 def test_unreachable_is_one_line_error(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from bootstrap.spec.inventory import load_inventory
 from bootstrap.validate.fleet import skipped_phases
 from bootstrap.validate.nodes import ERROR, FAIL, PASS, node_checks, run_checks
-from bootstrap.workflow.cluster import bundle_for, etcd_members, fleet_cluster_spec, node_spec
+from bootstrap.workflow.fleet_spec import etcd_members, fleet_cluster_spec, node_spec
+from bootstrap.workflow.session import bundle_for
 
 
 def lab_inventory() -> Path:

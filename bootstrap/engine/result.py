@@ -75,3 +75,32 @@ class HostReport:
                 for p in self.phases
             ],
         }
+
+
+@dataclass
+class RunResult:
+    """One run of a tree over its hosts: what `commands/` renders (table, lines, `-o json`)."""
+
+    hosts: dict[str, HostReport]
+    dry_run: bool = False
+    seconds: float = 0.0
+    skipped: dict[str, str] = field(default_factory=dict)  # phase -> why it was skipped everywhere
+    interrupted: bool = False  # stopped at a safe point after Ctrl-C
+    # Cluster-level outcomes by name (validation, the etcd member a join went through, ...), as data.
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.interrupted or any(r.failed for r in self.hosts.values())
+
+    def report(self, host: str) -> HostReport:
+        return self.hosts.setdefault(host, HostReport(host))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "hosts": {n: r.to_json() for n, r in self.hosts.items()},
+            "skipped_phases": dict(self.skipped),
+            "dry_run": self.dry_run,
+            "seconds": round(self.seconds, 2),
+            **({"interrupted": True} if self.interrupted else {}),
+        }

@@ -1,0 +1,1 @@
+"""The Ansible transport: playbooks/ run by ansible-runner, whose action plugin runs our phases."""

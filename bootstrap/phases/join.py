@@ -1,0 +1,244 @@
+"""What `join -i --limit NEW` does differently from init (Kubespray's scale.yml), as phases.
+
+The join tree is init's with three edits (phases/tree.py): control planes get the kubeconfigs
+`kubeadm join --control-plane` writes (no super-admin.conf); new etcd members JOIN the running
+cluster ONE AT A TIME (kubeadm#1353/#1712): `member add --learner` through a healthy existing
+member, the unit with `--initial-cluster-state=existing` and members = current + self, start,
+promote, healthy; and workers get bootstrap-kubelet.conf with a bootstrap token registered with the
+API server, before their kubelet starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from bootstrap.engine.context import RunContext
+from bootstrap.engine.phase import ETCD_MEMBERS, NOT_CONTROL_PLANES, Phase
+from bootstrap.engine.result import Status
+from bootstrap.engine.runner import RunState
+from bootstrap.errors import KbootstrapError, PhaseError, TransportError
+from bootstrap.etcd import members as etcd
+from bootstrap.join.apiclient import APIClient
+from bootstrap.join.node import BOOTSTRAP_KUBECONFIG, KUBELET_KUBECONFIG, TOKEN_USER
+from bootstrap.join.tokens import BootstrapToken, Token, generate_token, parse_token
+from bootstrap.phases import etcd as etcd_phase
+from bootstrap.phases.certs import SharedPKI
+from bootstrap.render.kubeconfig import KUBECONFIG_MODE, build_kubeconfig, parse_kubeconfig
+from bootstrap.render.manifests import ETCD_SYSTEMD_UNIT_PATH
+from bootstrap.spec.endpoint import url_host
+from bootstrap.spec.model import MANIFESTS_DIR, ClusterSpec, EtcdMember, EtcdMode
+
+TLS_BOOTSTRAP = "tls-bootstrap"
+FLEET_TOKEN_DESCRIPTION = "Bootstrap token for nodes joined by `kbootstrap join -i`"
+JOIN_ROLL = "etcd-join"  # one new member at a time
+
+
+@dataclass
+class JoinState:
+    """The running cluster a join goes through, shared by the join's hooks and phases."""
+
+    source_cp: str = ""  # the running control plane the cluster is read from
+    existing_etcd: list[str] = field(default_factory=list)  # running members, in inventory order
+    etcd_urls: dict[str, str] = field(default_factory=dict)  # running member -> its client URL
+    token: Token = field(default_factory=generate_token)
+    # Over SSH the control machine runs etcdctl on a healthy member. The Ansible transport sees one
+    # host per task, so there the joining node reaches the cluster itself, with its own etcd client
+    # certificate, as `kubeadm join --control-plane` does.
+    etcd_from_node: bool = False
+    etcd_source: str | None = None
+    tokens: dict[str, Token] = field(default_factory=dict)  # host -> the token in its bootstrap-kubelet.conf
+    token_note: str = ""
+
+
+# ---- etcd: one member at a time, as a learner first -----------------------------------------------
+def pick_etcd_source(run: RunState, names: list[str]) -> None:
+    """Before the members join: the first running member that answers healthy (SSH: the control
+    machine asks through it; Ansible: each node asks itself, in its own step)."""
+    join = run.slot(JoinState)
+    spec = run.contexts[names[0]].spec
+    if spec.etcd_mode != EtcdMode.HOST or spec.etcd_external is not None or join.etcd_from_node:
+        return
+    errors = []
+    for name in join.existing_etcd:
+        target = run.targets.get(name)
+        if target is None:
+            errors.append(f"{name}: not reachable")
+            continue
+        result = etcd.etcdctl_on(target, spec.cert_dir)("endpoint health")
+        if result.ok:
+            join.etcd_source = name
+            run.result.notes["etcd_joined_through"] = name
+            return
+        errors.append(f"{name}: {etcd.last_line(result)}")
+    raise PhaseError(
+        "no healthy etcd member to join through: " + "; ".join(errors)
+        if errors
+        else "the inventory has no existing etcd member",
+        hint="fix the existing etcd cluster first",
+    )
+
+
+def run_etcd_join(ctx: RunContext) -> None:
+    if ctx.spec.etcd_external is not None:
+        ctx.skip("etcd", "external etcd: no local member")
+        return
+    if ctx.spec.etcd_mode != EtcdMode.HOST:
+        raise PhaseError(
+            "joining stacked etcd as a static Pod needs a running kubelet",
+            hint="set etcd_mode: host (Kubespray's default) for fleet joins",
+        )
+    assert ctx.run is not None
+    join = ctx.run.slot(JoinState)
+    with ctx.rolling(JOIN_ROLL):
+        if join.etcd_from_node:
+            _join_from_node(ctx, join)
+            return
+        assert join.etcd_source is not None
+        source = ctx.run.targets[join.etcd_source]
+        join_member(ctx, etcd.etcdctl_on(source, ctx.spec.cert_dir))
+
+
+def _join_from_node(ctx: RunContext, join: JoinState) -> None:
+    """Join through the first existing member that answers healthy from the joining node itself."""
+    errors = []
+    for name in join.existing_etcd:
+        etcdctl = etcd.etcdctl_on(ctx.target, ctx.spec.cert_dir, endpoints=join.etcd_urls[name])
+        result = etcdctl("endpoint health")
+        if result.ok:
+            join.etcd_source = name
+            join_member(ctx, etcdctl)
+            return
+        errors.append(f"{name}: {etcd.last_line(result)}")
+    if ctx.dry_run:
+        # A fresh node has no etcd client or certificates before a real run: nothing to ask with.
+        ctx.record(f"etcd member {ctx.spec.node.name}", Status.CREATED,
+                   f"would be added as a learner through a healthy member ({', '.join(join.existing_etcd)})")
+        return
+    raise PhaseError(
+        "no healthy etcd member answers from this node: " + "; ".join(errors)
+        if errors
+        else "the inventory has no existing etcd member",
+        hint="fix the existing etcd cluster, or the network between it and the new member (port 2379)",
+    )
+
+
+def join_member(ctx: RunContext, etcdctl: etcd.Etcdctl) -> None:
+    """Add this node as a learner (if not yet a member), write its etcd unit with --initial-cluster
+    = existing members + self and state `existing`, start it, promote it, wait until the whole
+    cluster is healthy. Safe to rerun after a failure at any step."""
+    spec = ctx.spec
+    name = spec.node.name
+    peer_url = f"https://{url_host(spec.advertise_address)}:2380"
+    members = etcd.member_list(etcdctl)
+    mine = next((m for m in members if peer_url in m.peer_urls), None)
+    if mine is None:
+        if ctx.dry_run:
+            ctx.record(f"etcd member {name}", Status.CREATED, f"would add {peer_url} as a learner")
+            return
+        result = etcd.add_learner(etcdctl, name, peer_url)
+        if not result.ok:
+            raise PhaseError(f"etcd member add {name} failed: {etcd.last_line(result)}")
+        ctx.record(f"etcd member {name}", Status.CREATED, f"added {peer_url} as a learner")
+        members = etcd.member_list(etcdctl)
+        mine = next((m for m in members if peer_url in m.peer_urls), None)
+        if mine is None:
+            raise PhaseError(f"etcd member {name} was added but is not listed")
+    else:
+        ctx.record(f"etcd member {name}", Status.UNCHANGED, "learner" if mine.is_learner else "voting member")
+    existing = {m.name: m.peer_urls[0] for m in members if m.name and m.peer_urls and m.peer_urls[0] != peer_url}
+    cluster = tuple(EtcdMember(name=n, peer_url=u) for n, u in sorted({**existing, name: peer_url}.items()))
+    unit_exists = ctx.state(_etcd_file(spec)) is not None
+    if mine.name and not mine.is_learner and unit_exists:
+        # Joined earlier: the --initial-cluster flags are ignored once the data dir exists, so the
+        # unit is left as written then instead of restarting etcd for a cosmetic difference.
+        ctx.record(_etcd_file(spec), Status.UNCHANGED, "member already joined")
+    else:
+        sub = dataclasses.replace(
+            ctx, spec=spec.model_copy(update={"etcd_members": cluster, "etcd_initial_cluster_state": "existing"})
+        )
+        etcd_phase.run_local(sub)  # shares this context's pending writes, overlay and report
+        ctx.flush()
+    if ctx.dry_run:
+        return
+    if mine.is_learner:
+        etcd.promote(etcdctl, mine)
+        ctx.record(f"etcd member {name}", Status.UPDATED, "promoted to a voting member")
+    health = etcd.wait_all_healthy(etcdctl)
+    ctx.record("etcd health", Status.UNCHANGED, health.describe())
+
+
+def _etcd_file(spec: ClusterSpec) -> str:
+    return ETCD_SYSTEMD_UNIT_PATH if spec.etcd_mode == EtcdMode.HOST else f"{MANIFESTS_DIR}/etcd.yaml"
+
+
+# ---- workers: a bootstrap token for the kubelet's TLS bootstrap ------------------------------------
+def register_tokens(run: RunState, names: list[str]) -> None:
+    """Keep a node's existing bootstrap token; register every token used with the API server (or
+    say why not: the kubelet's TLS bootstrap then waits for it)."""
+    join = run.slot(JoinState)
+    for name in names:
+        data = run.contexts[name].read(BOOTSTRAP_KUBECONFIG)
+        if data is None:
+            continue
+        try:
+            kc_token = parse_kubeconfig(data, BOOTSTRAP_KUBECONFIG).token
+            join.tokens[name] = parse_token(kc_token or "")
+        except KbootstrapError:
+            continue  # unreadable: the node gets the run's token
+    if run.dry_run:
+        return
+    source = run.targets.get(join.source_cp)
+    admin = source.read("/etc/kubernetes/admin.conf") if source is not None else None
+    used = {str(t): t for t in [join.token, *join.tokens.values()]}
+    try:
+        if admin is None:
+            raise TransportError(f"no admin.conf on {join.source_cp}")
+        client = APIClient.from_kubeconfig(admin.content, f"{join.source_cp}:/etc/kubernetes/admin.conf")
+        now = datetime.now(UTC)
+        for t in used.values():
+            client.create_or_update_secret(BootstrapToken(t, FLEET_TOKEN_DESCRIPTION).secret(now))
+        join.token_note = f"bootstrap token registered with {client.server}"
+    except KbootstrapError as exc:
+        join.token_note = (
+            f"bootstrap token not registered ({exc.message}): the kubelet's TLS bootstrap "
+            "waits for it; rerun this join once the API server answers"
+        )
+
+
+def run_tls_bootstrap(ctx: RunContext) -> None:
+    if ctx.state(KUBELET_KUBECONFIG) is not None:
+        ctx.skip(BOOTSTRAP_KUBECONFIG, "kubelet.conf exists: the kubelet has bootstrapped already")
+        return
+    assert ctx.run is not None
+    join = ctx.run.slot(JoinState)
+    token = join.tokens.get(ctx.name, join.token)
+    ca = ctx.run.slot(SharedPKI).files["ca.crt"]
+    data = build_kubeconfig("kubernetes", ctx.spec.control_plane_url, ca, TOKEN_USER, token=str(token))
+    ctx.ensure_dir("/etc/kubernetes", 0o755)
+    ctx.ensure_file(BOOTSTRAP_KUBECONFIG, data, KUBECONFIG_MODE, detail=f"token id {token.id}")
+    if join.token_note:
+        status = Status.UNCHANGED if "registered with" in join.token_note else Status.WARNING
+        ctx.record(f"bootstrap token {token.id}", status, join.token_note)
+
+
+ETCD_JOIN = Phase(
+    "etcd",
+    "Add each new local etcd member to the running cluster: a learner first, one at a time",
+    None,
+    children=(Phase("local", "Join the local etcd member as a learner, start it, promote it", run_etcd_join),),
+    hosts=ETCD_MEMBERS,
+    before=pick_etcd_source,
+)
+TLS_BOOTSTRAP_PHASE = Phase(
+    TLS_BOOTSTRAP,
+    "Write bootstrap-kubelet.conf with a bootstrap token for the kubelet's TLS bootstrap",
+    run_tls_bootstrap,
+    hosts=NOT_CONTROL_PLANES,
+    before=register_tokens,
+)
+
+
+def etcd_client_url(ip: str) -> str:
+    return f"https://{url_host(ip)}:2379"

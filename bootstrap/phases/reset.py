@@ -1,0 +1,181 @@
+"""`kbootstrap reset`: undo what init/join wrote on a node, kubeadm reset's list and no more.
+
+Phases as kubeadm's: remove-etcd-member (a control plane with a local member leaves the etcd
+cluster with `member remove` of itself, then its data dir is wiped; our host-mode etcd unit is
+stopped and removed) and cleanup-node (stop the kubelet, unmount under /var/lib/kubelet, remove
+the CRI's containers, delete the contents of manifests/, /var/lib/kubelet and the cert dir, and the
+kubeconfig files). Not cleaned, as with kubeadm: iptables/nftables/IPVS rules, CNI config in
+/etc/cni/net.d, $HOME/.kube. Directory contents go, the directories stay (kubeadm CleanDir).
+
+The etcd data dir is the one the node's etcd was configured with (its unit or manifest, as
+kubeadm's getEtcdDataDir reads it), else the spec's: a custom etcd_data_dir is wiped too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from bootstrap.engine.context import RunContext
+from bootstrap.engine.phase import Phase, Tree
+from bootstrap.engine.result import Status
+from bootstrap.etcd.members import etcdctl_on, last_line, member_list, remove_member
+from bootstrap.render.manifests import ETCD_SYSTEMD_UNIT_PATH
+from bootstrap.spec.model import DEFAULT_CERT_DIR, KUBELET_DIR, KUBERNETES_DIR, MANIFESTS_DIR
+
+KUBECONFIG_FILES = (
+    "admin.conf",
+    "super-admin.conf",
+    "kubelet.conf",
+    "bootstrap-kubelet.conf",
+    "controller-manager.conf",
+    "scheduler.conf",
+)
+TMP_DIR = f"{KUBERNETES_DIR}/tmp"
+ETCD_MANIFEST = f"{MANIFESTS_DIR}/etcd.yaml"
+# How many pods and containers the CRI holds; nothing when crictl is missing or the CRI is down.
+CRI_OBJECTS = (
+    "command -v crictl >/dev/null || exit 0; { crictl pods -q; crictl ps -aq; } 2>/dev/null | grep -c . || true"
+)
+DEFAULT_ETCD_DATA_DIR = "/var/lib/etcd"
+NOT_CLEANED = (
+    "The reset process does not clean CNI configuration: remove /etc/cni/net.d yourself",
+    "The reset process does not reset or clean up iptables rules or IPVS tables: use iptables/ipvsadm",
+    "The reset process does not clean your kubeconfig files: remove $HOME/.kube/config yourself",
+)
+
+
+@dataclass
+class ResetOptions:
+    """How a reset runs: the member already removed (a whole cluster goes, or remove-node removed it
+    through a survivor) and kubeadm's --cleanup-tmp-dir."""
+
+    etcd_member_removed: bool = False
+    cleanup_tmp_dir: bool = False
+
+
+def _options(ctx: RunContext) -> ResetOptions:
+    return ctx.run.slot(ResetOptions) if ctx.run is not None else ResetOptions()
+
+
+def clean_dir(ctx: RunContext, path: str) -> None:
+    """Delete what is in path, keep path itself (kubeadm CleanDir)."""
+    for entry in ctx.target.list_dir(path) or []:
+        ctx.remove(f"{path.rstrip('/')}/{entry}")
+
+
+def etcd_data_dir(ctx: RunContext) -> str:
+    """kubeadm getEtcdDataDir: the --data-dir of the node's etcd (unit or manifest), else the spec's."""
+    for path in (ETCD_SYSTEMD_UNIT_PATH, ETCD_MANIFEST):
+        data = ctx.read(path)
+        if data is not None:
+            found = re.search(r"--data-dir[= ]([^\s\"']+)", data.decode(errors="replace"))
+            if found:
+                return found[1]
+    local = ctx.spec.etcd_local
+    return local.data_dir if local is not None else DEFAULT_ETCD_DATA_DIR
+
+
+def run_remove_etcd_member(ctx: RunContext) -> None:
+    data_dir = etcd_data_dir(ctx)
+    has_member = ctx.state(ETCD_SYSTEMD_UNIT_PATH) is not None or ctx.state(ETCD_MANIFEST) is not None
+    if not has_member:
+        ctx.skip("etcd member", "no local etcd member on this node")
+    elif _options(ctx).etcd_member_removed:
+        ctx.skip("etcd member", "already removed from a surviving member")
+    elif not ctx.live:
+        ctx.skip(
+            "etcd member",
+            "--rootfs: etcd is not contacted; remove the member from a survivor (`kbootstrap remove-node --force`)",
+        )
+    elif ctx.dry_run:
+        ctx.skip("etcd member", "dry-run: the member is not removed")
+    else:
+        leave_etcd(ctx)
+    if ctx.state(ETCD_SYSTEMD_UNIT_PATH) is not None:
+        stop_service(ctx, "etcd", disable=True)
+        ctx.remove(ETCD_SYSTEMD_UNIT_PATH)
+        ctx.fact("systemctl daemon-reload")
+    clean_dir(ctx, data_dir)
+
+
+def leave_etcd(ctx: RunContext) -> None:
+    """`member remove` of this node's own member, through its local endpoint and client cert."""
+    etcdctl = etcdctl_on(ctx.target, ctx.spec.cert_dir)
+    status = etcdctl("endpoint status -w json")
+    try:
+        own = int(json.loads(status.stdout)[0]["Status"]["header"]["member_id"]) if status.ok else None
+    except (ValueError, KeyError, IndexError, TypeError):
+        own = None
+    if own is None:
+        ctx.warn(
+            "etcd member",
+            f"local etcd did not answer ({last_line(status)}): the member was not removed; "
+            "remove it from a surviving member with `kbootstrap remove-node --force`",
+        )
+        return
+    members = member_list(etcdctl)
+    if len(members) <= 1:
+        ctx.skip("etcd member", "the only member of its cluster: nothing to leave, the data dir is wiped")
+        return
+    result = remove_member(etcdctl, format(own, "x"))
+    if not result.ok:
+        ctx.warn("etcd member", f"member remove failed ({last_line(result)}): remove it from a surviving member")
+        return
+    ctx.record("etcd member", Status.UPDATED, f"removed member {format(own, 'x')} from the etcd cluster")
+
+
+def stop_service(ctx: RunContext, unit: str, *, disable: bool = False) -> None:
+    """Stop a unit that runs (reported); one that does not is left alone (and said so)."""
+    item = f"stop {unit}"
+    active = ctx.fact(f"systemctl is-active --quiet {unit}")
+    if active is None:
+        ctx.skip(item, "--rootfs: no service is stopped, nothing is unmounted")
+        return
+    if not active.ok:
+        if not disable:
+            ctx.record(item, Status.UNCHANGED, f"the {unit} is not running")
+        return
+    verb = "disable --now" if disable else "stop"
+    ctx.run_change(f"systemctl {verb} {unit} >/dev/null 2>&1 || true\necho 'CHANGED {item}'", item, changes=[item])
+
+
+def run_cleanup_node(ctx: RunContext) -> None:
+    cert_dir = ctx.spec.cert_dir.rstrip("/")
+    stop_service(ctx, "kubelet")
+    if ctx.live and not ctx.dry_run:
+        # Mounts under /var/lib/kubelet (resolved, as kubeadm does), deepest first.
+        ctx.fact(
+            f"d=$(readlink -f {KUBELET_DIR}) && awk -v d=\"$d/\" 'index($2, d)==1 {{print $2}}' "
+            "/proc/mounts | sort -r | xargs -r -n1 umount",
+            timeout=60,
+        )
+    found = ctx.fact(CRI_OBJECTS, timeout=60)
+    count = found.stdout.strip() if found is not None else ""
+    if count.isdigit() and int(count) > 0:
+        ctx.run_change(
+            "crictl rmp -fa >/dev/null 2>&1; crictl rm -fa >/dev/null 2>&1; true\n"
+            "echo 'CHANGED containers'",
+            "containers",
+            changes=["containers"],
+            timeout=120,
+        )
+    elif count.isdigit():
+        ctx.record("containers", Status.UNCHANGED, "no pods or containers")
+    dirs = [MANIFESTS_DIR, KUBELET_DIR, cert_dir]
+    if _options(ctx).cleanup_tmp_dir:
+        dirs.append(TMP_DIR)
+    if cert_dir != DEFAULT_CERT_DIR:
+        ctx.warn(cert_dir, f"cleaning a non-default certificates directory: {cert_dir}")
+    for d in dirs:
+        clean_dir(ctx, d)
+    for name in KUBECONFIG_FILES:
+        path = f"{KUBERNETES_DIR}/{name}"
+        if ctx.state(path) is not None:
+            ctx.remove(path)
+
+
+REMOVE_ETCD_MEMBER = Phase("remove-etcd-member", "Remove a local etcd member", run_remove_etcd_member)
+CLEANUP_NODE = Phase("cleanup-node", "Run cleanup node.", run_cleanup_node)
+RESET = Tree((REMOVE_ETCD_MEMBER, CLEANUP_NODE))
