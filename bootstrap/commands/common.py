@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
+from bootstrap import debuglog
 from bootstrap.errors import KbootstrapError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -29,6 +30,12 @@ class EdgeGroup(click.Group):
             ctx.exit(130)
         except (OSError, subprocess.SubprocessError) as exc:
             click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # a bug, or something we did not foresee: one line, traceback kept
+            where = debuglog.record(exc, " ".join(sys.argv))
+            click.echo(f"error: unexpected {type(exc).__name__}: {exc} ({where})", err=True)
             ctx.exit(1)
 
 

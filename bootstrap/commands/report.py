@@ -19,7 +19,10 @@ from bootstrap.workflow.options import Events
 
 _WORDS = {Status.CREATED: "created", Status.UPDATED: "updated"}
 _DRY = {Status.CREATED: "would create", Status.UPDATED: "would update"}
-INTERRUPT_NOTE = "interrupted: stopping after the step each host is in (files are written atomically)"
+INTERRUPT_NOTE = (
+    "interrupted: stopping after the step each host is in (files are written atomically); "
+    "Ctrl-C again aborts at once"
+)
 
 
 def phase_lines(result: PhaseResult, dry_run: bool, verbose: int) -> list[str]:

@@ -15,10 +15,12 @@ once through `on_interrupt`; the result is marked interrupted.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -112,20 +114,31 @@ class RunState:
 
         if not names:
             return
-        pool = ThreadPoolExecutor(max_workers=max(1, min(self.forks, len(names))))
-        futures: list[Future[None]] = [pool.submit(guarded, n) for n in names]
-        try:
-            # Short waits: the main thread stays responsive to Ctrl-C while hosts work.
-            while wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION).not_done:
-                pass
-        except KeyboardInterrupt:
-            # Every host finishes the step it is in; nothing new starts.
+        with ThreadPoolExecutor(max_workers=max(1, min(self.forks, len(names)))) as pool:
+            futures: list[Future[None]] = [pool.submit(guarded, n) for n in names]
+            wait(futures)
+
+    @contextlib.contextmanager
+    def ctrl_c_stops(self) -> Iterator[None]:
+        """While the run goes on, Ctrl-C stops it at the next safe point (each host finishes the step
+        it is in, nothing new starts) and says so at once; a second Ctrl-C aborts at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.getsignal(signal.SIGINT)
+
+        def stop(signum: int, frame: object) -> None:
+            if self.stop.is_set():
+                raise KeyboardInterrupt
             self.stop.set()
             if self.on_interrupt is not None:
                 self.on_interrupt()
-            wait(futures)
+
+        signal.signal(signal.SIGINT, stop)
+        try:
+            yield
         finally:
-            pool.shutdown(wait=True)
+            signal.signal(signal.SIGINT, previous)
 
 
 def run_tree(
@@ -140,13 +153,14 @@ def run_tree(
     reasons = dict(skip_reasons or {})
     for path in sorted(skip):
         run.result.skipped.setdefault(path, reasons.get(path, SKIPPED))
-    for phase in tree:
-        if run.stop.is_set():
-            run.result.interrupted = True
-            for n in run.alive():
-                _record(run, n, PhaseResult(phase.name, skipped_reason=INTERRUPTED))
-            continue
-        _run_phase(phase, run, skip, reasons)
+    with run.ctrl_c_stops():
+        for phase in tree:
+            if run.stop.is_set():
+                run.result.interrupted = True
+                for n in run.alive():
+                    _record(run, n, PhaseResult(phase.name, skipped_reason=INTERRUPTED))
+                continue
+            _run_phase(phase, run, skip, reasons)
     if run.stop.is_set():
         run.result.interrupted = True
     run.result.seconds += time.monotonic() - started
@@ -171,6 +185,10 @@ def _run_phase(phase: Phase, run: RunState, skip: set[str], reasons: Mapping[str
         _hook(run, phase, phase.cluster_step, names)
     if has_host_work(phase):
         run.parallel([n for n in names if n in run.alive()], lambda n: _run_host(run, n, phase, skip, reasons))
+        if run.stop.is_set():  # Ctrl-C while the hosts were starting: those not started say so
+            for n in run.alive():
+                if n in names and not any(p.name.split("/")[0] == path for p in run.result.hosts[n].phases):
+                    _record(run, n, PhaseResult(path, skipped_reason=INTERRUPTED))
     if phase.after is not None:
         done = [n for n in names if n in run.alive()]
         if done:

@@ -182,6 +182,9 @@ def run_container_runtime(ctx: RunContext) -> None:
 # ---- binaries ----------------------------------------------------------------------------------
 def _binary_phase(name: str) -> Phase:
     def run(ctx: RunContext) -> None:
+        if not ctx.live:
+            ctx.skip(f"{BIN_DIR}/{name}", "not a live host (--rootfs): binaries are installed by a run on the node")
+            return
         if ctx.bundle is None:
             # No bundle: the upstream release, downloaded once on the control machine, pinned sha256.
             arch_fact = ctx.fact("uname -m")

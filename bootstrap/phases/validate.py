@@ -21,6 +21,9 @@ def validate_run(run: RunState, names: list[str]) -> None:
     if run.dry_run or run.inventory is None:
         return
     contexts = {n: c for n, c in run.contexts.items() if c.live}
+    if not contexts:
+        run.result.skipped.setdefault("validate", "not live hosts (--rootfs): nothing runs to be validated")
+        return
     result: ValidationResult = validate_fleet(
         run.inventory,
         {n: c.spec for n, c in contexts.items()},
