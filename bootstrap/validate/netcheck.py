@@ -365,12 +365,16 @@ class NetcheckReport:
             "probes": len(self.results),
             "probes_failed": len(self.failures),
             "probes_skipped": sum(1 for r in self.results if r.status == SKIPPED),
+            "unreachable": len(self.unreachable),
         }
 
     def summary(self) -> str:
         c = self.counts()
         failed_pairs = [f"{s}->{t}" for s, t in self.pairs if self.pair_status(s, t) == FAIL]
-        text = f"netcheck: {c['checked']} pairs checked, {c['failed']} failed"
+        # A host that could not be reached is a failure, never a quiet "not checked".
+        lead = f"FAILED: {len(self.unreachable)} unreachable ({', '.join(sorted(self.unreachable))}); " \
+            if self.unreachable else ""
+        text = f"netcheck: {lead}{c['checked']} pairs checked, {c['failed']} failed"
         if failed_pairs:
             text += " (" + ", ".join(failed_pairs[:6]) + (", ..." if len(failed_pairs) > 6 else "") + ")"
         other = [r for r in self.failures if r.probe.target == ENDPOINT or r.probe.target == r.probe.source]

@@ -120,7 +120,10 @@ def nodes_summary(reports: Sequence[NodeReport]) -> str:
     bad = [r.node for r in reports if r.failed]
     checks = sum(len(r.results) for r in reports)
     failed = sum(r.counts()["fail"] + r.counts()["error"] for r in reports)
-    text = f"validate: {len(reports)} nodes, {checks} checks, {failed} failed"
+    unchecked = [r.node for r in reports if r.error]
+    # A node that could not be checked is a failure, never a quiet "0 failed".
+    lead = f"FAILED: {len(unchecked)} not checked ({', '.join(unchecked)}); " if unchecked else ""
+    text = f"validate: {lead}{len(reports)} nodes, {checks} checks, {failed} failed"
     return text + (f" (on {', '.join(bad)})" if bad else "")
 
 

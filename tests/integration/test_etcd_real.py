@@ -41,10 +41,8 @@ pytestmark = [
 
 
 def _certs_phase():  # type: ignore[no-untyped-def]
-    try:
-        from bootstrap.phases import certs
-    except ImportError:
-        pytest.skip("bootstrap.phases.certs is not available yet")
+    from bootstrap.phases import certs
+
     return certs.PHASE
 
 

@@ -3,7 +3,6 @@ reading every kubeconfig. Nothing mocked."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import ssl
 import subprocess
@@ -12,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from kbtest import KUBECTL, KUBECTL_MISSING
 
 from bootstrap.engine.context import RunContext
 from bootstrap.phases.certs import PHASE as CERTS
@@ -140,12 +140,12 @@ def test_other_names_on_the_apiserver_cert(rootfs: Path, tmp_path: Path, name: s
     server.join()
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+@pytest.mark.skipif(KUBECTL is None, reason=KUBECTL_MISSING)
 @pytest.mark.parametrize("conf", ["admin.conf", "super-admin.conf", "kubelet.conf", "controller-manager.conf",
                                   "scheduler.conf"])
 def test_kubectl_reads_every_kubeconfig(rootfs: Path, conf: str) -> None:
     path = rootfs / "etc/kubernetes" / conf
-    out = subprocess.run(["kubectl", "config", "view", "--kubeconfig", str(path), "-o", "json"],
+    out = subprocess.run([str(KUBECTL), "config", "view", "--kubeconfig", str(path), "-o", "json"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     import json

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from kbtest import KUBECTL, KUBECTL_MISSING
 
 from bootstrap.commands.common import EdgeGroup
 from bootstrap.commands.kubeconfig import MASTERS_WARNING, kubeconfig
@@ -145,20 +146,20 @@ def test_external_ca_without_key_refuses_to_sign(root: Path, tmp_path: Path) -> 
     assert r.exit_code == 1 and "external CA" in r.stderr
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+@pytest.mark.skipif(KUBECTL is None, reason=KUBECTL_MISSING)
 def test_kubectl_reads_the_kubeconfig(root: Path, tmp_path: Path) -> None:
     r = run("--client-name", "alice", "--org", "dev", "--rootfs", str(root), "--control-plane-endpoint", VIP_ENDPOINT)
     path = tmp_path / "alice.conf"
     path.write_text(r.stdout)
     path.chmod(0o600)
     env = {"KUBECONFIG": str(path), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin:/usr/local/bin"}
-    view = subprocess.run(["kubectl", "config", "view", "--raw", "-o", "jsonpath={.users[0].name} "
+    view = subprocess.run([str(KUBECTL), "config", "view", "--raw", "-o", "jsonpath={.users[0].name} "
                            "{.clusters[0].cluster.server} {.current-context}"],
                           capture_output=True, text=True, env=env, timeout=30)
     assert view.returncode == 0, view.stderr
     assert view.stdout.split() == ["alice", f"https://{VIP_ENDPOINT}", "alice@kubernetes"]
     # kubectl decodes the embedded cert and key (it would fail to build a client otherwise).
-    who = subprocess.run(["kubectl", "config", "view", "--minify", "--flatten", "-o",
+    who = subprocess.run([str(KUBECTL), "config", "view", "--minify", "--flatten", "-o",
                           "jsonpath={.users[0].user.client-certificate-data}"],
                          capture_output=True, text=True, env=env, timeout=30)
     assert who.returncode == 0 and who.stdout.strip()

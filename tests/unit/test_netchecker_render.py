@@ -15,6 +15,7 @@ import click
 import pytest
 import yaml
 from click.testing import CliRunner
+from kbtest import KUBECTL, KUBECTL_MISSING
 
 from bootstrap.commands.common import EdgeGroup
 from bootstrap.commands.netcheck import agents_report, netcheck
@@ -103,8 +104,8 @@ def test_absent_and_outdated_from_the_agent_cache() -> None:
 
 
 def test_in_cluster_without_an_api_server_is_one_line_exit_1(tmp_path: Path) -> None:
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl not installed")
+    if KUBECTL is None:
+        pytest.skip(KUBECTL_MISSING)
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "c",
