@@ -6,6 +6,7 @@ checked, Debian packages from the offline bundle, systemd, containerd and a 3-me
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -215,3 +216,148 @@ def test_machine_powered_off_mid_run_is_reported_and_rerun_converges(cluster: di
     assert again["hosts"][victim]["failed"] is False
     _, cfg, _ = sh(lab, victim, "grep -c 'SystemdCgroup = true' /etc/containerd/config.toml")
     assert cfg.strip() == "1"
+
+
+# ---- faults injected on the lab (issue: engine) --------------------------------------------------
+def etcd_pids(lab: LabState) -> dict[str, str]:
+    out = {}
+    for cp in cps(lab):
+        _, pid, _ = sh(lab, cp, "systemctl show -p MainPID --value etcd")
+        out[cp] = pid.strip()
+    return out
+
+
+def test_hostile_etcd_data_dir_is_refused_before_any_node_is_touched(cluster: dict[str, Any]) -> None:
+    lab = cluster["lab"]
+    override = Path(lab.inventory_dir) / "group_vars/all/zz-hostile.yml"
+    before = etcd_pids(lab)
+    _, unit_before, _ = sh(lab, cps(lab)[0], "sha256sum /etc/systemd/system/etcd.service")
+    override.write_text("etcd_data_dir: /var/lib/etcd;touch /tmp/x\n")
+    try:
+        proc = kbootstrap("init", "-i", str(cluster["inventory"]), "--pki-dir", str(cluster["pki"]))
+    finally:
+        override.unlink()
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "is not a plain absolute path" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert etcd_pids(lab) == before  # nothing restarted
+    _, unit_after, _ = sh(lab, cps(lab)[0], "sha256sum /etc/systemd/system/etcd.service; test -e /tmp/x && echo x")
+    assert unit_after.split()[0] == unit_before.split()[0] and "x" not in unit_after.split()[1:]
+
+
+def test_etcd_config_change_rolls_one_member_at_a_time_and_quorum_holds(
+    cluster: dict[str, Any], tmp_path: Path
+) -> None:
+    """A changed etcd flag restarts every member, one at a time, each back in a healthy quorum
+    before the next; a probe from the outside sees a quorum answering throughout."""
+    import threading
+
+    lab = cluster["lab"]
+    config = tmp_path / "kubeadm.yaml"
+    config.write_text(
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\netcd:\n  local:\n    extraArgs:\n"
+        "    - name: heartbeat-interval\n      value: '150'\n"
+    )
+    before = etcd_pids(lab)
+    seen: list[int] = []
+    done = threading.Event()
+
+    members = ",".join(f"https://{m.ip}:2379" for m in lab.machines if m.role == "control-plane")
+    every = ETCDCTL.replace("--endpoints=https://127.0.0.1:2379", f"--endpoints={members}")
+
+    def probe() -> None:  # each member asked directly: one restarting never hides the others
+        while not done.is_set():
+            _, out, err = sh(lab, cps(lab)[0], f"{every} --command-timeout=3s endpoint health")
+            seen.append((out + err).count("is healthy"))
+            time.sleep(0.3)
+
+    watcher = threading.Thread(target=probe, daemon=True)
+    watcher.start()
+    try:
+        code, report = init_json(cluster["inventory"], cluster["pki"], "--config", str(config),
+                                 "--skip-phases", "validate")
+    finally:
+        done.set()
+        watcher.join(timeout=30)
+    assert code == 0, json.dumps(report["hosts"], indent=1)[:3000]
+    after = etcd_pids(lab)
+    assert all(after[cp] != before[cp] for cp in cps(lab)), (before, after)  # every member restarted
+    for cp in cps(lab):
+        _, unit, _ = sh(lab, cp, "grep -c -- '--heartbeat-interval=150' /etc/systemd/system/etcd.service")
+        assert unit.strip() == "1"
+        items = [c for p in report["hosts"][cp]["phases"] for c in p["changes"] if c["item"] == "etcd health"]
+        assert items, report["hosts"][cp]["phases"]  # each restart waited for a healthy quorum
+    # Restarts one at a time: start times apart, in some order, never two within the same second.
+    starts = []
+    for cp in cps(lab):
+        _, ts, _ = sh(lab, cp, "systemctl show -p ActiveEnterTimestampMonotonic --value etcd")
+        starts.append(int(ts.strip()))
+    starts.sort()
+    assert all(b - a > 500_000 for a, b in itertools.pairwise(starts)), starts
+    assert seen and min(seen) >= 2, seen  # a quorum answered throughout
+    # Back to the inventory's flags (rolls again), and the cluster is as before.
+    code, report = init_json(cluster["inventory"], cluster["pki"], "--skip-phases", "validate")
+    assert code == 0
+
+
+def test_dead_etcd_member_fails_alone_and_the_survivors_converge(cluster: dict[str, Any]) -> None:
+    lab = cluster["lab"]
+    victim = cps(lab)[-1]
+    ops.stop_machine(lab.name, victim, force=True)
+    try:
+        started = time.monotonic()
+        code, report = init_json(cluster["inventory"], cluster["pki"])
+        elapsed = time.monotonic() - started
+        assert code != 0
+        assert report["hosts"][victim]["failed"] is True and report["hosts"][victim]["error"]
+        for name in [n for n in report["hosts"] if n != victim]:
+            host = report["hosts"][name]
+            assert host["failed"] is False, (name, host["error"])
+        health = [c for p in report["hosts"][cps(lab)[0]]["phases"] for c in p["changes"]
+                  if c["item"] == "etcd health"]
+        assert health and health[-1]["status"] == "warning" and "2 of 3 members healthy" in health[-1]["detail"]
+        # An unreachable host is a failure in every report and summary.
+        validation = report["validation"]
+        assert validation["ok"] is False
+        assert validation["netcheck"]["summary"].startswith(f"netcheck: FAILED: 1 unreachable ({victim})")
+        assert "FAILED: 1 not checked" in validation["validate"]["summary"]
+        assert elapsed < 240  # no health wait outlives its script: the run ends with its own messages
+    finally:
+        ops.start_machine(lab.name, victim)
+    code, again = init_json(cluster["inventory"], cluster["pki"])
+    assert code == 0, (again["hosts"][victim], failing_checks(again))
+
+
+def test_ctrl_c_says_so_at_once_and_stops_at_a_safe_point(cluster: dict[str, Any]) -> None:
+    import signal
+
+    lab = cluster["lab"]
+    for m in lab.machines:  # work for every host: the run is in a phase when Ctrl-C comes
+        sh(lab, m.name, "rm -f /etc/containerd/config.toml /etc/sysctl.d/99-kubernetes.conf")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bootstrap.cli", "init", "-i", str(cluster["inventory"]), "--pki-dir",
+         str(cluster["pki"]), "-o", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stderr is not None
+    lines = []
+    for line in proc.stderr:  # progress: one line per host and phase (not a terminal)
+        lines.append(line)
+        if line.startswith("[kernel]"):
+            break
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    told = None
+    for line in proc.stderr:
+        lines.append(line)
+        if line.startswith("interrupted:"):
+            told = time.monotonic() - sent
+            break
+    out, rest = proc.communicate(timeout=120)
+    assert told is not None and told < 2.0, "".join(lines) + rest
+    assert proc.returncode == 1
+    report = json.loads(out)
+    assert report["interrupted"] is True
+    skipped = {p["skipped"] for h in report["hosts"].values() for p in h["phases"] if p["skipped"]}
+    assert "not run: interrupted (Ctrl-C)" in skipped
+    code, again = init_json(cluster["inventory"], cluster["pki"])  # a rerun converges
+    assert code == 0, failing_checks(again)
