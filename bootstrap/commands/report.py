@@ -92,6 +92,13 @@ def fleet_summary(result: RunResult, title: str = "kbootstrap init") -> str:
     if result.interrupted:
         lines.append("INTERRUPTED (Ctrl-C): the run stopped at a safe point; rerun the same command to finish.")
     if failed:
+        # The table wraps long errors: each failed host's reason once more, on one line.
+        errors: dict[str, list[str]] = {}
+        for name in failed:
+            r = result.hosts[name]
+            why = r.error or next((p.error for p in r.phases if p.error), None) or "failed"
+            errors.setdefault(why, []).append(name)
+        lines += [f"{', '.join(names)}: {why}" for why, names in errors.items()]
         lines.append(f"FAILED on {', '.join(failed)}; the other hosts finished. Rerun the same command once fixed.")
     elif total == 0 and not result.interrupted:
         lines.append(f"nothing to do: every host is already as specified ({result.seconds:.1f}s)")
