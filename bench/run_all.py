@@ -38,6 +38,11 @@ BENCHES = [
     ),
 ]
 BENCHES += [
+    (
+        "Engine: reruns against the code before it, and the 3 CP + 2 W rerun (issue 12)",
+        ["engine_rerun.py", "--rounds", "3"],
+        ["engine_rerun.py", "--rounds", "1", "--machines", "8"],
+    ),
     ("netcheck: 20 nodes, 380 pairs (issue 5)", ["netcheck.py"], ["netcheck.py"]),
     ("VIP failover (issue 8)", ["vip_failover.py", "--trials", "3"], ["vip_failover.py", "--trials", "1"]),
     (
