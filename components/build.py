@@ -25,7 +25,7 @@ from components.images import ImagePlan, kubernetes_images
 from components.kubeadm_pins import KubeadmPins
 from components.manifest import Artifact, Manifest, Source, write_manifest
 from components.pin import MODULES_DIR, kubeadm_pins_from, read_pins_file, release_dir
-from components.releases import FULL, Release
+from components.releases import FULL, OPTIONAL_UNITS, Release
 from components.stamps import Stamp, inputs_hash, sha256_file, stamp_path, valid_stamp, write_stamp
 from components.units import GoUnit, default_exe_name, group_packages, units_for
 
@@ -109,6 +109,8 @@ class ReleaseBuild:
     def _check_pinned(self, unit: GoUnit) -> None:
         gomod_path = self.modules / unit.name / "go.mod"
         hint = f"run make components-pin RELEASE={self.release.kubernetes}"
+        if unit.name in OPTIONAL_UNITS:
+            hint = f"run python3 -m components pin {self.release.kubernetes} --with {unit.name}"
         if not gomod_path.is_file() or not (gomod_path.parent / "go.sum").is_file():
             raise NotPinned(f"{self.release.kubernetes}/{unit.name} is not pinned ({gomod_path} missing): {hint}")
         pinned = gomod.requires(gomod_path.read_text())
