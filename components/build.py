@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,13 +19,14 @@ from pathlib import Path
 from components import gomod, oci, pause
 from components.buildlog import BuildLog, Progress
 from components.errors import BuildError, NotPinned
-from components.gotool import GoTool, ModuleInfo
+from components.gotool import BUILD_GOFLAGS, GoTool, ModuleInfo
 from components.images import ImagePlan, kubernetes_images
 from components.kubeadm_pins import KubeadmPins
 from components.manifest import Artifact, Manifest, Source, write_manifest
 from components.pin import MODULES_DIR, kubeadm_pins_from, read_pins_file, release_dir
 from components.releases import FULL, OPTIONAL_UNITS, Release
 from components.stamps import Stamp, inputs_hash, sha256_file, stamp_path, valid_stamp, write_stamp
+from components.toolchain import cc_version, deb_version
 from components.units import GoUnit, default_exe_name, group_packages, units_for
 
 ENV_ROOT = "KBOOTSTRAP_COMPONENTS"
@@ -78,6 +78,12 @@ class ReleaseBuild:
         self.work = self.out / ".work"
         self.result = BuildResult(release.kubernetes, self.out, log.path)
         self._infos: dict[str, ModuleInfo] = {}
+        self.manifest_path = self.out / "manifest.json"
+
+    def _replacing_outputs(self) -> None:
+        """Called before an output is replaced: the old manifest.json no longer describes bin/ and
+        images/, so it goes until the build completes and writes the new one."""
+        self.manifest_path.unlink(missing_ok=True)
 
     # -- steps --------------------------------------------------------------------------------
 
@@ -99,9 +105,8 @@ class ReleaseBuild:
             flannel_dir = self._module_dir(flannel[0]) if flannel else None
             for plan in kubernetes_images(self.release.kubernetes, pins, binaries, self.out, flannel_dir):
                 artifacts.append(self._image(plan))
-        manifest_path = self.out / "manifest.json"
-        if write_manifest(manifest_path, Manifest(self.release.kubernetes, go_version, artifacts)):
-            self.log.note(f"{self.release.kubernetes}: wrote {manifest_path}", show=False)
+        if write_manifest(self.manifest_path, Manifest(self.release.kubernetes, go_version, artifacts)):
+            self.log.note(f"{self.release.kubernetes}: wrote {self.manifest_path}", show=False)
         shutil.rmtree(self.work, ignore_errors=True)
         self.result.seconds = time.monotonic() - start
         return self.result
@@ -121,11 +126,11 @@ class ReleaseBuild:
 
     def _unit_inputs(self, unit: GoUnit, go_version: str) -> str:
         d = self.modules / unit.name
-        parts: list[str | bytes] = [BUILDER_VERSION, go_version, unit.recipe_json(),
+        parts: list[str | bytes] = [BUILDER_VERSION, go_version, BUILD_GOFLAGS, unit.recipe_json(),
                                     (d / "go.mod").read_bytes(), (d / "go.sum").read_bytes()]
         if any(g.cgo for g in unit.groups):
-            parts.append(pause.cc_version(self.log))  # gcc and libseccomp.a are linked in
-            parts.append(_deb_version("libseccomp-dev"))
+            parts.append(cc_version(self.log))  # gcc and libseccomp.a are linked in
+            parts.append(deb_version("libseccomp-dev"))
         return inputs_hash(parts)
 
     def _module_dir(self, unit: GoUnit) -> Path:
@@ -168,6 +173,7 @@ class ReleaseBuild:
                 built = work / default_exe_name(package)
                 if not built.is_file():
                     raise BuildError(f"go build ({unit.name}) did not write {built.name}", log=str(self.log.path))
+                self._replacing_outputs()
                 os.replace(built, self.out / rel_path)
                 module, version = gomod.module_of(package, gomod_text)
                 artifacts.append(_binary_artifact(
@@ -180,13 +186,14 @@ class ReleaseBuild:
 
     def _pause(self, pins: KubeadmPins) -> Artifact:
         step = "pause"
-        inputs = inputs_hash([BUILDER_VERSION, pause.recipe(pins, pause.cc_version(self.log))])
+        inputs = inputs_hash([BUILDER_VERSION, pause.recipe(pins, cc_version(self.log))])
         stamp = valid_stamp(self.out, step, inputs)
         if stamp:
             self.result.reused.append(step)
             return stamp.artifacts[0]
         kubernetes_dir = self._module_dir(next(u for u in units_for(self.release, pins) if u.name == "kubernetes"))
         self.log.note(f"{self.release.kubernetes}: gcc pause.c (pause {pins.pause_image_tag})")
+        self._replacing_outputs()
         pause.build_pause(kubernetes_dir, pins, self.out / "bin/pause", self.log)
         artifact = _binary_artifact(self.out, "bin/pause", "pause", pins.pause_image_tag,
                                     Source(pins.kubernetes, module="k8s.io/kubernetes", file=pause.SOURCE))
@@ -203,20 +210,13 @@ class ReleaseBuild:
             return stamp.artifacts[0]
         self.log.note(f"{self.release.kubernetes}: image {plan.reference}")
         rel_path = f"images/{plan.name}.tar"
+        self._replacing_outputs()
         archive = oci.write_archive(self.out / rel_path, plan.reference, plan.layers, plan.config)
         artifact = Artifact(plan.name, "image", plan.version, plan.source, archive.sha256, archive.size, rel_path,
                             image=plan.reference, digest=archive.manifest.digest, contents=plan.contents)
         write_stamp(stamp_path(self.out, step), Stamp(inputs, (artifact,)))
         self.result.built.append(step)
         return artifact
-
-
-def _deb_version(package: str) -> str:
-    argv = ["dpkg-query", "-W", "-f", "${Version}", package]
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise BuildError(f"Debian package {package} is not installed (make deps installs it)")
-    return proc.stdout
 
 
 def _check_kubeadm_pins(pinned: KubeadmPins, source: KubeadmPins) -> None:

@@ -21,11 +21,6 @@ def recipe(pins: KubeadmPins, cc_version: str) -> str:
     return " ".join(["gcc", *cflags(pins), SOURCE, "&& strip", "|", cc_version])
 
 
-def cc_version(log: BuildLog) -> str:
-    _, out = log.run(["gcc", "--version"], what="gcc --version")
-    return out.splitlines()[0].strip()
-
-
 def build_pause(kubernetes_dir: Path, pins: KubeadmPins, dest: Path, log: BuildLog) -> None:
     """Compile pause into `dest` (via a temp name in the same directory)."""
     dest.parent.mkdir(parents=True, exist_ok=True)

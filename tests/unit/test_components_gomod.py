@@ -157,3 +157,13 @@ def test_every_release_in_the_table_is_pinned(release) -> None:  # type: ignore[
             assert required[m] == unit.version, f"{d}/go.mod: run make components-pin RELEASE={release.kubernetes}"
         named = {p for g in unit.groups if g.packages for p in g.packages}
         assert named <= set(gomod.tools(text))
+
+
+def test_a_kubeadm_only_release_builds_kubeadm_alone() -> None:
+    from components.releases import KUBEADM_ONLY, Release
+
+    (unit,) = units_for(Release("v1.35.4", scope=KUBEADM_ONLY), None)
+    assert unit.tools == ("k8s.io/kubernetes/cmd/kubeadm",)
+    assert unit.local_replace_version == "v0.35.4"
+    with pytest.raises(ValueError, match="cri_tools"):
+        Release("v1.35.4")  # a full release names its crictl
