@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 DEB_PACKAGES := debootstrap systemd-container dnsmasq-base nftables iproute2 etcd-server etcd-client openssl \
   haproxy keepalived openssh-client \
-  gcc libc6-dev libseccomp-dev busybox-static iptables ipset conntrack skopeo file
+  gcc libc6-dev libseccomp-dev busybox-static iptables ipset conntrack skopeo file docker-registry
 # Only to check the Vagrantfile (no hypervisor here). Their recommends are ~330 more packages (qemu,
 # libguestfs, an NFS server, exim4) that enable services: installed without them.
 DEB_PACKAGES_NO_RECOMMENDS := vagrant vagrant-libvirt
@@ -23,8 +23,8 @@ deps:
 	  [ -n "$$updated" ] || { apt-get update -qq && updated=1; } || exit 1; \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$flags $$missing >/dev/null || exit 1; \
 	done
-	@# Debian starts etcd, HAProxy and keepalived on install; tests start their own.
-	@systemctl disable --now etcd haproxy keepalived >/dev/null 2>&1 || true
+	@# Debian starts etcd, HAProxy, keepalived and docker-registry on install; tests start their own.
+	@systemctl disable --now etcd haproxy keepalived docker-registry >/dev/null 2>&1 || true
 	@command -v kubectl >/dev/null || echo "warning: kubectl not found; kubeconfig tests will be skipped"
 
 install: deps

@@ -8,8 +8,10 @@ on a private socket and runs our images with our runc.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import time
@@ -101,6 +103,39 @@ def test_skopeo_reads_every_archive(built: Components, tmp_path: Path) -> None:
     # copying reads and verifies every blob, as a push to a registry would
     _run("skopeo", "copy", "--quiet", f"oci-archive:{built.images['pause'].path}", f"oci:{tmp_path / 'layout'}:pause")
     assert (tmp_path / "layout" / "index.json").is_file()
+
+
+@pytest.mark.skipif(not (shutil.which("skopeo") and shutil.which("docker-registry")),
+                    reason="needs skopeo and docker-registry (Debian skopeo, docker-registry)")
+def test_skopeo_pushes_to_a_registry(built: Components, tmp_path: Path) -> None:
+    """A push to a real registry (Debian's docker-registry on loopback): skopeo gzips the layers on the
+    way, so the manifest digest changes; the config blob, and so the image ID, stays ours."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "registry.yml"
+    config.write_text(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/data\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\n")
+    registry = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert registry.poll() is None and time.monotonic() < deadline, "docker-registry did not start"
+            time.sleep(0.1)
+        for name in ("pause", "busybox", "kube-proxy"):
+            archive = built.images[name]
+            dest = f"docker://127.0.0.1:{port}/kbootstrap/{name}:{archive.version.replace(':', '-').replace('+', '-')}"
+            _run("skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci-archive:{archive.path}", dest)
+            ours = json.loads(_run("skopeo", "inspect", "--raw", f"oci-archive:{archive.path}"))
+            pushed = json.loads(_run("skopeo", "inspect", "--raw", "--tls-verify=false", dest))
+            assert pushed["config"]["digest"] == ours["config"]["digest"], name
+            assert len(pushed["layers"]) == len(ours["layers"]), name
+    finally:
+        registry.terminate()
+        registry.wait(timeout=20)
 
 
 @pytest.fixture
