@@ -22,6 +22,7 @@ import pytest
 
 from bootstrap.artifacts.components import Components, load_components
 from bootstrap.errors import RequirementError
+from components.images import CAP_NET_BIND_SERVICE
 from components.releases import FULL, RELEASES
 
 FULL_RELEASES = [r.kubernetes for r in RELEASES if r.scope == FULL]
@@ -166,10 +167,14 @@ def containerd(built: Components, tmp_path: Path) -> Iterator[list[str]]:
         shutil.rmtree(state, ignore_errors=True)
 
 
-def test_ctr_imports_and_runs_the_images(built: Components, containerd: list[str]) -> None:
+def test_ctr_imports_and_runs_the_images(built: Components, containerd: list[str], tmp_path: Path) -> None:
     for image in built.images.values():
         _run(*containerd, "images", "import", image.path)
     assert set(_run(*containerd, "images", "ls", "-q").split()) >= set(built.image_refs)
+    # the unpacked kube-apiserver keeps the file capability the archive's PAX header carries
+    unpacked = list((tmp_path / "root").glob("io.containerd.snapshotter.v1.*/snapshots/*/fs/usr/local/bin/kube-apiserver"))
+    assert unpacked
+    assert {os.getxattr(p, "security.capability") for p in unpacked} == {CAP_NET_BIND_SERVICE}
     runc = ["--runc-binary", str(built.binary("runc"))]
     busybox = built.images["busybox"].image
     assert busybox
