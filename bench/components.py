@@ -13,6 +13,7 @@ Prints a markdown table; per-step times are in each release's build.log.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -46,6 +47,14 @@ def step_times(out: Path, release: str) -> str:
     return ", ".join(line.split(": ", 1)[1].replace(" built in ", " ") for line in last if " built in " in line)
 
 
+def digests(out: Path, releases: list[str]) -> dict[tuple[str, str, str], str]:
+    found = {}
+    for r in releases:
+        data = json.loads((out / r / "manifest.json").read_text())
+        found.update({(r, a["kind"], a["name"]): a["sha256"] for a in data["artifacts"]})
+    return found
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--releases", nargs="*", default=[r.kubernetes for r in RELEASES])
@@ -59,6 +68,7 @@ def main() -> None:
             caches = {"GOCACHE": str(tmpdir / "gocache"), "GOMODCACHE": str(tmpdir / "gomodcache")}
             took = build(args.releases, tmpdir / "cold", caches)
             rows.append(("cold: empty outputs, GOCACHE and GOMODCACHE", took))
+            cold = digests(tmpdir / "cold", args.releases)
             details += [f"- cold {r}: {step_times(tmpdir / 'cold', r)}" for r in args.releases]
             # module files are read-only: go clean removes them
             subprocess.run(["go", "clean", "-modcache"], env={**os.environ, **caches}, check=False)
@@ -67,6 +77,12 @@ def main() -> None:
         rows.append(("warm-cache rebuild: empty outputs, warm Go caches", took))
         details += [f"- warm-cache {r}: {step_times(tmpdir / 'warm', r)}" for r in args.releases]
         rows.append(("no-op: the same command again", build(args.releases, tmpdir / "warm", {})))
+        if args.cold:
+            warm = digests(tmpdir / "warm", args.releases)
+            differ = sorted("/".join(k) for k in warm if cold.get(k) != warm[k])
+            listed = f"; differ: {', '.join(differ)}" if differ else ""
+            details.append(f"- reproducible: {len(warm) - len(differ)} of {len(warm)} artifacts bit-identical "
+                           f"between the cold and the warm-cache build{listed}")
     print(f"Releases: {', '.join(args.releases)}; `go build -p {os.cpu_count()}`.\n")
     print("| run | seconds |\n| --- | ---: |")
     for name, secs in rows:
