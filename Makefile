@@ -2,13 +2,14 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 DEB_PACKAGES := debootstrap systemd-container dnsmasq-base nftables iproute2 etcd-server etcd-client openssl \
-  haproxy keepalived openssh-client
+  haproxy keepalived openssh-client \
+  gcc libc6-dev libseccomp-dev busybox-static iptables ipset conntrack skopeo file docker-registry
 # Only to check the Vagrantfile (no hypervisor here). Their recommends are ~330 more packages (qemu,
 # libguestfs, an NFS server, exim4) that enable services: installed without them.
 DEB_PACKAGES_NO_RECOMMENDS := vagrant vagrant-libvirt
 DEMO_ROOTFS ?= ./demo-rootfs
 
-.PHONY: all install deps lint test test-unit demo demo-rootfs bench clean
+.PHONY: all install deps lint test test-unit demo demo-rootfs bench clean components components-pin
 
 all: test
 
@@ -22,19 +23,19 @@ deps:
 	  [ -n "$$updated" ] || { apt-get update -qq && updated=1; } || exit 1; \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$flags $$missing >/dev/null || exit 1; \
 	done
-	@# Debian starts etcd, HAProxy and keepalived on install; tests start their own.
-	@systemctl disable --now etcd haproxy keepalived >/dev/null 2>&1 || true
+	@# Debian starts etcd, HAProxy, keepalived and docker-registry on install; tests start their own.
+	@systemctl disable --now etcd haproxy keepalived docker-registry >/dev/null 2>&1 || true
 
 install: deps
 	$(PYTHON) -m pip install -q -e '.[test]'
 
 lint:
-	$(PYTHON) -m ruff check bootstrap tests bench playbooks molecule
+	$(PYTHON) -m ruff check bootstrap components tests bench playbooks molecule
 	$(PYTHON) -m mypy
 	ansible-lint --profile production
 
 # Strict: a test whose tool, package or lab is missing fails here instead of skipping (tests/conftest.py).
-test: install lint
+test: install lint components
 	KBOOTSTRAP_STRICT=1 $(PYTHON) -m pytest -q -ra tests
 
 test-unit:
@@ -42,7 +43,7 @@ test-unit:
 
 # The main job: a lab of 3 control planes + 1 worker, an offline bundle, `kbootstrap init -i` on it,
 # then the same command again (nothing to do). The lab stays up: `kbootstrap lab down --name demo`.
-demo: install
+demo: install components
 	kbootstrap lab up --name demo --control-planes 3 --workers 1
 	kbootstrap bundle create
 	kbootstrap init -i inventories/demo/hosts.yaml
@@ -57,6 +58,16 @@ demo-rootfs: install
 	  --apiserver-advertise-address 192.0.2.10 --node-name demo-cp1 \
 	  --pod-network-cidr 10.244.0.0/16
 	kbootstrap certs check-expiration --rootfs $(DEMO_ROOTFS)
+
+# The pinned component build (docs/components.md): every release in components/releases.py into
+# $${KBOOTSTRAP_COMPONENTS:-~/.cache/kbootstrap/components}/RELEASE/; a rerun with nothing to do takes seconds.
+components: deps
+	$(PYTHON) -m components build
+
+# Rewrite one release's go.mod/go.sum under components/modules/RELEASE/: make components-pin RELEASE=v1.37.2
+components-pin:
+	@test -n "$(RELEASE)" || { echo "usage: make components-pin RELEASE=vX.Y.Z"; exit 2; }
+	$(PYTHON) -m components pin $(RELEASE)
 
 bench: install
 	$(PYTHON) bench/run_all.py

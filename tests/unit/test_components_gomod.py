@@ -1,0 +1,169 @@
+"""The go.mod generator of the component build: upstream directives carried over, unit go.mod rendered,
+tools grouped into `go build` invocations, and executable names as cmd/go gives them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from components import gomod
+from components.pin import MODULES_DIR, read_pins_file
+from components.releases import RELEASES
+from components.units import BuildGroup, GoUnit, default_exe_name, group_packages, units_for
+
+K8S_GOMOD = """\
+// This is a generated file. Do not edit directly.
+module k8s.io/kubernetes
+
+go 1.26.0
+
+require (
+	github.com/spf13/cobra v1.10.2
+	k8s.io/api v0.0.0
+	k8s.io/component-base v0.0.0
+)
+
+require k8s.io/kms v0.0.0 // indirect
+
+replace (
+	k8s.io/api => ./staging/src/k8s.io/api
+	k8s.io/component-base => ./staging/src/k8s.io/component-base
+	k8s.io/kms => ./staging/src/k8s.io/kms
+	k8s.io/sample-apiserver => ./staging/src/k8s.io/sample-apiserver // not required: a guard
+)
+
+replace github.com/old/thing v1.0.0 => github.com/new/thing v1.2.3
+"""
+
+ETCD_SERVER_GOMOD = """\
+module go.etcd.io/etcd/server/v3
+
+go 1.26
+
+require (
+	go.etcd.io/etcd/api/v3 v3.7.0
+	go.etcd.io/etcd/client/v3 v3.7.0
+)
+
+replace (
+	go.etcd.io/etcd/api/v3 => ../api
+	go.etcd.io/etcd/client/v3 => ../client/v3
+)
+
+// Bad imports are sometimes causing attempts to pull that code.
+replace go.etcd.io/etcd => ./FORBIDDEN_DEPENDENCY
+"""
+
+
+def test_directives_are_read_from_blocks_single_lines_and_past_comments() -> None:
+    assert gomod.module_path(K8S_GOMOD) == "k8s.io/kubernetes"
+    assert gomod.go_directive(K8S_GOMOD) == "1.26.0"
+    assert gomod.requires(K8S_GOMOD) == {
+        "github.com/spf13/cobra": "v1.10.2",
+        "k8s.io/api": "v0.0.0",
+        "k8s.io/component-base": "v0.0.0",
+        "k8s.io/kms": "v0.0.0",
+    }
+    reps = gomod.replaces(K8S_GOMOD)
+    assert gomod.Replace("k8s.io/api", None, "./staging/src/k8s.io/api", None) in reps
+    assert gomod.Replace("github.com/old/thing", "v1.0.0", "github.com/new/thing", "v1.2.3") in reps
+
+
+def test_local_replaces_become_the_module_at_the_release_version() -> None:
+    carried = gomod.carried_replaces([K8S_GOMOD], "v0.37.2")
+    lines = [r.line() for r in carried]
+    assert "k8s.io/api => k8s.io/api v0.37.2" in lines
+    assert "k8s.io/kms => k8s.io/kms v0.37.2" in lines  # an indirect requirement is a requirement
+    assert "github.com/old/thing v1.0.0 => github.com/new/thing v1.2.3" in lines  # non-local: verbatim
+    assert not any("sample-apiserver" in line for line in lines)  # not required: left out
+
+
+def test_guard_replaces_are_not_carried_and_modules_merge() -> None:
+    etcdutl = ETCD_SERVER_GOMOD.replace("module go.etcd.io/etcd/server/v3", "module go.etcd.io/etcd/etcdutl/v3")
+    carried = gomod.carried_replaces([ETCD_SERVER_GOMOD, etcdutl], "v3.7.0")
+    assert [r.line() for r in carried] == [
+        "go.etcd.io/etcd/api/v3 => go.etcd.io/etcd/api/v3 v3.7.0",
+        "go.etcd.io/etcd/client/v3 => go.etcd.io/etcd/client/v3 v3.7.0",
+    ]
+
+
+def test_conflicting_upstream_replaces_are_refused() -> None:
+    a = "module a\nrequire x v1.0.0\nreplace x => y v1.0.0\n"
+    b = "module b\nrequire x v1.0.0\nreplace x => y v2.0.0\n"
+    with pytest.raises(ValueError, match="conflicting"):
+        gomod.carried_replaces([a, b], "v1.0.0")
+
+
+def test_rendered_gomod_reads_back() -> None:
+    replace = gomod.carried_replaces([K8S_GOMOD], "v0.37.2")
+    text = gomod.render(
+        module="kbootstrap.local/components/v1.37.2/kubernetes",
+        go_version="1.26.0",
+        require={"k8s.io/kubernetes": "v1.37.2"},
+        replace=replace,
+        tool=["k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kubeadm"],
+    )
+    assert gomod.module_path(text) == "kbootstrap.local/components/v1.37.2/kubernetes"
+    assert gomod.requires(text) == {"k8s.io/kubernetes": "v1.37.2"}
+    assert gomod.replaces(text) == replace
+    assert gomod.tools(text) == ["k8s.io/kubernetes/cmd/kubeadm", "k8s.io/kubernetes/cmd/kubelet"]
+
+
+def test_module_of_a_package_follows_replaces() -> None:
+    text = "module m\nrequire (\n\tk8s.io/kubernetes v1.37.2\n\tk8s.io/component-base v0.0.0\n)\n" \
+           "replace k8s.io/component-base => k8s.io/component-base v0.37.2\n"
+    assert gomod.module_of("k8s.io/kubernetes/cmd/kubelet", text) == ("k8s.io/kubernetes", "v1.37.2")
+    assert gomod.module_of("k8s.io/component-base/logs/kube-log-runner", text) == ("k8s.io/component-base", "v0.37.2")
+    with pytest.raises(ValueError):
+        gomod.module_of("example.com/other", text)
+
+
+@pytest.mark.parametrize(("package", "name"), [
+    ("k8s.io/kubernetes/cmd/kubelet", "kubelet"),
+    ("go.etcd.io/etcd/server/v3", "server"),  # a major-version suffix is skipped, as cmd/go does
+    ("go.etcd.io/etcd/etcdctl/v3", "etcdctl"),
+    ("github.com/coredns/coredns", "coredns"),
+    ("example.com/tool/v1", "v1"),  # v0/v1 are not version elements
+])
+def test_default_exe_name(package: str, name: str) -> None:
+    assert default_exe_name(package) == name
+
+
+def test_tools_are_grouped_once_each() -> None:
+    unit = GoUnit(
+        name="u", component="u", module="example.com/m", version="v1.0.0",
+        groups=(BuildGroup(packages=("example.com/m/cmd/shim",), tags=("no_grpc",)), BuildGroup(packages=None)),
+    )
+    groups = group_packages(unit, ["example.com/m/cmd/a", "example.com/m/cmd/shim", "example.com/m/cmd/b"])
+    assert [(g.tags, pkgs) for g, pkgs in groups] == [
+        (("no_grpc",), ["example.com/m/cmd/shim"]),
+        ((), ["example.com/m/cmd/a", "example.com/m/cmd/b"]),
+    ]
+    with pytest.raises(ValueError, match="no tool line"):
+        group_packages(unit, ["example.com/m/cmd/a"])
+
+
+@pytest.mark.parametrize("release", RELEASES, ids=lambda r: r.kubernetes)
+def test_every_release_in_the_table_is_pinned(release) -> None:  # type: ignore[no-untyped-def]
+    """components/modules/RELEASE/ matches the table: every unit has go.mod + go.sum pinning its version."""
+    pins = read_pins_file(release)
+    for unit in units_for(release, pins):
+        d: Path = MODULES_DIR / release.kubernetes / unit.name
+        text = (d / "go.mod").read_text()
+        assert (d / "go.sum").stat().st_size > 0
+        required = gomod.requires(text)
+        for m in unit.upstream_modules:
+            assert required[m] == unit.version, f"{d}/go.mod: run make components-pin RELEASE={release.kubernetes}"
+        named = {p for g in unit.groups if g.packages for p in g.packages}
+        assert named <= set(gomod.tools(text))
+
+
+def test_a_kubeadm_only_release_builds_kubeadm_alone() -> None:
+    from components.releases import KUBEADM_ONLY, Release
+
+    (unit,) = units_for(Release("v1.35.4", scope=KUBEADM_ONLY), None)
+    assert unit.tools == ("k8s.io/kubernetes/cmd/kubeadm",)
+    assert unit.local_replace_version == "v0.35.4"
+    with pytest.raises(ValueError, match="cri_tools"):
+        Release("v1.35.4")  # a full release names its crictl
