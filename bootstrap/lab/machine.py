@@ -27,7 +27,7 @@ def paths(lab: LabState, m: Machine) -> dict[str, Path]:
     d = m.dir(lab.name)
     return {
         "dir": d, "upper": d / "upper", "work": d / "work", "merged": d / "merged",
-        "pid": d / "nspawn.pid", "log": d / "console.log",
+        "pid": d / "nspawn.pid", "log": d / "console.log", "containerd": d / "containerd",
     }
 
 
@@ -159,12 +159,16 @@ def nspawn_args(lab: LabState, m: Machine, delegated: list[str]) -> list[str]:
         "--kill-signal=SIGRTMIN+3",
     ]
     args += [f"--bind-ro={b}" for b in HOST_RO_BINDS if os.path.exists(b)]
+    # containerd's overlayfs snapshotter cannot put its upper dirs on overlayfs (the machine's root):
+    # its state lives on the host's file system instead, as kind gives its nodes a /var volume.
+    args.append(f"--bind={p['containerd']}:/var/lib/containerd")
     return args + initwrap.argv(delegated)
 
 
 def start(lab: LabState, m: Machine) -> subprocess.Popen[bytes]:
     p = paths(lab, m)
     clear_propagate_dir(m)
+    p["containerd"].mkdir(mode=0o711, exist_ok=True)
     env = dict(os.environ, SYSTEMD_NSPAWN_API_VFS_WRITABLE="yes")  # lets sysctl -w work inside
     cg = cgroup.prepare(lab.name, m.name)
     args = cgroup.launcher_argv(cg.procs, nspawn_args(lab, m, cg.delegated))

@@ -88,6 +88,7 @@ def test_nspawn_args(tmp_path: Path) -> None:
     assert "-b" not in args and "--boot" not in args
     assert "--kill-signal=SIGRTMIN+3" in args
     assert "--system-call-filter=@keyring" in args
+    assert f"--bind={m.dir('dev')}/containerd:/var/lib/containerd" in args
     assert args[-4:] == ["/" + initwrap.PATH, "cpu", "memory", "--"]
 
 
