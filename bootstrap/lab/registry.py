@@ -20,6 +20,7 @@ import hashlib
 import http.client
 import json
 import os
+import secrets
 import shutil
 import signal
 import ssl
@@ -210,7 +211,8 @@ def config(lab: LabState, storage: Path, *, readonly: bool) -> dict[str, Any]:
             "maintenance": {"uploadpurging": {"enabled": False}, "readonly": {"enabled": readonly}},
         },
         # Only the bridge address: nothing outside the lab network reaches it.
-        "http": {"addr": address(lab), "tls": {"certificate": str(d / "tls.crt"), "key": str(d / "tls.key")}},
+        "http": {"addr": address(lab), "secret": secrets.token_hex(16),
+                 "tls": {"certificate": str(d / "tls.crt"), "key": str(d / "tls.key")}},
     }
 
 
@@ -254,7 +256,7 @@ def start(lab: LabState, storage: Path, *, readonly: bool = True) -> None:
         return
     exe = need("docker-registry")
     cfg = _config_path(lab.dir, readonly)
-    write_atomic(cfg, yaml.safe_dump(config(lab, storage, readonly=readonly), sort_keys=False))
+    write_atomic(cfg, yaml.safe_dump(config(lab, storage, readonly=readonly), sort_keys=False), 0o600)
     log = reg_dir(lab.dir) / "registry.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen([exe, "serve", str(cfg)], stdin=subprocess.DEVNULL, stdout=out,
