@@ -156,8 +156,15 @@ def test_image() -> Image:
 
 
 def lab_images() -> list[Image]:
-    """What a lab registry serves: the components images built here, and the lab's test image."""
-    return [*components_images(), test_image()]
+    """What a lab registry serves: the components images built here (the cluster's, and their busybox
+    test image); before any are built, the lab's own busybox test image."""
+    return components_images() or [test_image()]
+
+
+def test_image_reference(images: list[str]) -> str | None:
+    """The busybox test image among the lab registry's images (components' or the lab's own)."""
+    found = [r for r in images if split_reference(r)[1].rpartition(":")[0].endswith("busybox")]
+    return found[0] if found else None
 
 
 # --- PKI ------------------------------------------------------------------------------------------
