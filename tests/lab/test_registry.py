@@ -17,7 +17,7 @@ import yaml
 from click.testing import CliRunner
 from cryptography import x509
 
-from bootstrap.lab import ops, registry, testimage
+from bootstrap.lab import ops, registry
 from bootstrap.lab.cli import lab
 from bootstrap.lab.state import LabState, lab_dir
 from bootstrap.lab.testing import sh, unique_name
@@ -56,7 +56,10 @@ def test_status_json_names_the_registry(one: LabState) -> None:
     assert reg["address"] == f"{one.bridge_ip}:5000" and reg["url"] == f"https://{one.bridge_ip}:5000"
     assert reg["state"] == "running"
     assert reg["ca"] == str(lab_dir(one.name) / "registry" / "ca.crt")
-    assert {"image": testimage.REFERENCE, "lab": f"{one.bridge_ip}:5000/{testimage.REFERENCE}"} in reg["images"]
+    image = registry.test_image_reference(one.registry_images)
+    assert image, one.registry_images
+    assert {"image": image, "lab": f"{one.bridge_ip}:5000/{image}"} in reg["images"]
+    assert reg["images"] == [{"image": r, "lab": f"{one.bridge_ip}:5000/{r}"} for r in one.registry_images]
     text = CliRunner().invoke(lab, ["status", "--name", one.name]).output
     assert f"registry https://{one.bridge_ip}:5000 (running" in text
 
@@ -69,7 +72,8 @@ def test_bound_only_to_the_bridge_address(one: LabState) -> None:
 def test_tls_from_the_lab_ca(one: LabState) -> None:
     status, _ = registry._get(one, "/v2/")
     assert status == 200
-    assert registry.manifest_status(one, testimage.REFERENCE) == 200
+    for image in one.registry_images:
+        assert registry.manifest_status(one, image) == 200, image
     cert = x509.load_pem_x509_certificate((one.dir / "registry" / "tls.crt").read_bytes())
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert [str(i) for i in san.get_values_for_type(x509.IPAddress)] == [one.bridge_ip]
@@ -92,8 +96,10 @@ def test_machine_pulls_a_manifest_through_the_mirror_config(one: LabState) -> No
     for path, data in files.items():
         code, _, err = sh(one, m, f"mkdir -p $(dirname {path}) && cat > {path}", data.decode())
         assert code == 0, err
-    hosts = f"/etc/containerd/certs.d/{testimage.REFERENCE.split('/')[0]}"
-    _, rest = registry.split_reference(testimage.REFERENCE)
+    image = registry.test_image_reference(one.registry_images)
+    assert image, one.registry_images
+    upstream, rest = registry.split_reference(image)
+    hosts = f"/etc/containerd/certs.d/{upstream}"
     name, _, tag = rest.rpartition(":")
     # The URL containerd builds from the mirror host with override_path, verified with the `ca` it names.
     code, out, err = sh(one, m, f"""

@@ -8,6 +8,8 @@ import json
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from bootstrap.lab import inventory, registry, testimage
 from bootstrap.lab.state import LabState, Machine
 from bootstrap.render import containerd_registry
@@ -114,3 +116,19 @@ def test_test_image_is_a_valid_deterministic_oci_archive() -> None:
     with tarfile.open(fileobj=io.BytesIO(files[f"blobs/sha256/{manifest['layers'][0]['digest'][7:]}"])) as layer:
         names = {m.name: m for m in layer.getmembers()}
     assert names["bin/busybox"].mode == 0o755 and names["bin/sh"].linkname == "busybox"
+
+
+def test_test_image_is_found_among_the_images() -> None:
+    imgs = ["registry.k8s.io/pause:3.10.2", "kbootstrap.test/busybox:1.35.0-4", "registry.k8s.io/etcd:3.7.0-0"]
+    assert registry.test_image_reference(imgs) == "kbootstrap.test/busybox:1.35.0-4"
+    assert registry.test_image_reference(["registry.k8s.io/pause:3.10.2"]) is None
+
+
+def test_own_test_image_only_before_components_are_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not testimage.BUSYBOX.is_file():
+        pytest.skip("busybox-static is not installed")
+    monkeypatch.setenv("KBOOTSTRAP_COMPONENTS_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("KBOOTSTRAP_CACHE_DIR", str(tmp_path / "cache"))
+    (img,) = registry.lab_images()
+    assert img.reference == testimage.REFERENCE and img.archive.is_file()
+    assert img.sha256 == hashlib.sha256(img.archive.read_bytes()).hexdigest()
