@@ -80,7 +80,6 @@ def prepare(lab: LabState, m: Machine, authorized_key: str) -> str:
     ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(ssh_dir, 0o700)
     _write(root, "root/.ssh/authorized_keys", authorized_key + "\n", 0o600)
-    _write(root, initwrap.PATH, initwrap.SCRIPT, 0o755)
     pub = (root / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
     return f"{pub[0]} {pub[1]}"
 
@@ -169,6 +168,8 @@ def start(lab: LabState, m: Machine) -> subprocess.Popen[bytes]:
     p = paths(lab, m)
     clear_propagate_dir(m)
     p["containerd"].mkdir(mode=0o711, exist_ok=True)
+    # Written at every start, so a machine made by older code (or before the wrapper changed) boots too.
+    _write(p["merged"], initwrap.PATH, initwrap.SCRIPT, 0o755)
     env = dict(os.environ, SYSTEMD_NSPAWN_API_VFS_WRITABLE="yes")  # lets sysctl -w work inside
     cg = cgroup.prepare(lab.name, m.name)
     args = cgroup.launcher_argv(cg.procs, nspawn_args(lab, m, cg.delegated))
