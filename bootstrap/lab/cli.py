@@ -66,7 +66,9 @@ def down(name: str) -> None:
 def status(name: str, output: str) -> None:
     """Machines, roles, addresses and state of a lab."""
     s = ops.status(name)
-    rows = [f"lab {s['name']}  subnet {s['subnet']}  bridge {s['bridge']}  dns {s['dns']}"
+    reg = s["registry"]
+    rows = [f"lab {s['name']}  subnet {s['subnet']}  bridge {s['bridge']}  dns {s['dns']}  "
+            f"registry {reg['url']} ({reg['state']}, {len(reg['images'])} images)"
             + ("" if s["complete"] else "  (incomplete: run lab down)")]
     rows.append(f"{'MACHINE':<20} {'ROLE':<14} {'IP':<16} {'STATE':<8} {'SSH':<5} {'DNS':<8} BLOCKS")
     for m in s["machines"]:

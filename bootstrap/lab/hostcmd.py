@@ -18,6 +18,9 @@ PACKAGES = {
     "nft": "nftables",
     "mount": "mount",
     "ssh": "openssh-client",
+    "docker-registry": "docker-registry",
+    "skopeo": "skopeo",
+    "iptables": "iptables",
 }
 
 # Tools live in sbin, which a non-login root shell or CI may not have on PATH.

@@ -10,7 +10,9 @@ import yaml
 
 from bootstrap.artifacts.bundle import default_bundle_dir
 from bootstrap.errors import UsageError
+from bootstrap.lab import registry
 from bootstrap.lab.state import LabState, write_atomic
+from bootstrap.render import containerd_registry
 from bootstrap.versions import DEFAULT_KUBERNETES_VERSION
 
 
@@ -61,6 +63,20 @@ LAB_SKIP_REASON = (
 )
 
 
+CAP_SYS_RESOURCE = 24
+
+
+def host_has_capability(cap: int, status: str | None = None) -> bool:
+    """Whether this process's bounding set holds the capability (what lab machines can get at most)."""
+    if status is None:
+        with open("/proc/self/status") as f:
+            status = f.read()
+    for line in status.splitlines():
+        if line.startswith("CapBnd:"):
+            return bool(int(line.split()[1], 16) >> cap & 1)
+    return True
+
+
 def lab_vars(lab: LabState) -> dict[str, Any]:
     return {
         "lab_name": lab.name,
@@ -71,6 +87,18 @@ def lab_vars(lab: LabState) -> dict[str, Any]:
         "kbootstrap_bundle": str(default_bundle_dir(DEFAULT_KUBERNETES_VERSION)),
         "kbootstrap_skip_phases": LAB_SKIP_PHASES,
         "kbootstrap_skip_reason": LAB_SKIP_REASON,
+        # Nodes pull through the lab registry (https, lab CA): registry.k8s.io and every registry
+        # an image in it comes from. containerd_registries_mirrors is Kubespray's variable.
+        "containerd_registries_mirrors": registry.mirrors(lab),
+        containerd_registry.CA_VAR: str(registry.ca_path(lab.dir)),
+        # Lab machines run on this host's kernel, whose cgroups are v1: a kubelet from v1.35 refuses
+        # to start there unless told (KubeletConfiguration failCgroupV1; Kubespray's variable).
+        "kubelet_fail_cgroup_v1": False,
+        # Lab machines have at most this host's capabilities. Without CAP_SYS_RESOURCE nothing in
+        # them may lower an OOM score, and runc fails every pod sandbox (containerd gives it -998)
+        # with "can't get final child's PID from pipe": containerd must clamp scores to its own
+        # (its CRI option restrict_oom_score_adj).
+        "kbootstrap_containerd_restrict_oom_score_adj": not host_has_capability(CAP_SYS_RESOURCE),
     }
 
 

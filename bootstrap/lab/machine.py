@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 from bootstrap.errors import KbootstrapError
-from bootstrap.lab import cgroup, keys
+from bootstrap.lab import cgroup, initwrap, keys
 from bootstrap.lab.hostcmd import need, pid_alive, run
 from bootstrap.lab.network import NETNS_DIR
 from bootstrap.lab.state import LabState, Machine, write_atomic
@@ -27,7 +27,7 @@ def paths(lab: LabState, m: Machine) -> dict[str, Path]:
     d = m.dir(lab.name)
     return {
         "dir": d, "upper": d / "upper", "work": d / "work", "merged": d / "merged",
-        "pid": d / "nspawn.pid", "log": d / "console.log",
+        "pid": d / "nspawn.pid", "log": d / "console.log", "containerd": d / "containerd",
     }
 
 
@@ -137,18 +137,42 @@ def clear_propagate_dir(m: Machine) -> None:
     shutil.rmtree(PROPAGATE_DIR / m.name, ignore_errors=True)
 
 
-def start(lab: LabState, m: Machine) -> subprocess.Popen[bytes]:
+# Host paths bound read-only into every machine when they exist: /dev/kmsg for the kubelet's OOM
+# watcher (nspawn gives a machine none), /lib/modules so modprobe and kubeadm's preflight see the
+# host kernel's modules.
+HOST_RO_BINDS = ("/dev/kmsg", "/lib/modules")
+
+
+def nspawn_args(lab: LabState, m: Machine, delegated: list[str]) -> list[str]:
     p = paths(lab, m)
-    clear_propagate_dir(m)
-    env = dict(os.environ, SYSTEMD_NSPAWN_API_VFS_WRITABLE="yes")  # lets sysctl -w work inside
     args = [
         need("systemd-nspawn"), "-D", str(p["merged"]), f"--machine={m.name}",
         # No systemd/machined on the host: don't register, don't move into a scope.
         "--register=no", "--keep-unit", "--capability=all",
         f"--network-namespace-path={NETNS_DIR / m.netns}",
-        "--resolv-conf=off", "--timezone=off", "--link-journal=no", "--console=passive", "-b",
+        "--resolv-conf=off", "--timezone=off", "--link-journal=no", "--console=passive",
+        # runc joins a fresh session keyring for every container; nspawn's filter refuses keyctl.
+        "--system-call-filter=@keyring",
+        # Not -b: the init wrapper is PID 1 until it execs systemd. -b would set this kill signal
+        # (SIGRTMIN+3 asks systemd for an orderly poweroff).
+        "--kill-signal=SIGRTMIN+3",
     ]
-    args = cgroup.launcher_argv(cgroup.prepare(lab.name, m.name), args)
+    args += [f"--bind-ro={b}" for b in HOST_RO_BINDS if os.path.exists(b)]
+    # containerd's overlayfs snapshotter cannot put its upper dirs on overlayfs (the machine's root):
+    # its state lives on the host's file system instead, as kind gives its nodes a /var volume.
+    args.append(f"--bind={p['containerd']}:/var/lib/containerd")
+    return args + initwrap.argv(delegated)
+
+
+def start(lab: LabState, m: Machine) -> subprocess.Popen[bytes]:
+    p = paths(lab, m)
+    clear_propagate_dir(m)
+    p["containerd"].mkdir(mode=0o711, exist_ok=True)
+    # Written at every start, so a machine made by older code (or before the wrapper changed) boots too.
+    _write(p["merged"], initwrap.PATH, initwrap.SCRIPT, 0o755)
+    env = dict(os.environ, SYSTEMD_NSPAWN_API_VFS_WRITABLE="yes")  # lets sysctl -w work inside
+    cg = cgroup.prepare(lab.name, m.name)
+    args = cgroup.launcher_argv(cg.procs, nspawn_args(lab, m, cg.delegated))
     with open(p["log"], "ab") as log:
         proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,

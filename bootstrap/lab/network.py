@@ -6,10 +6,12 @@ import contextlib
 import ipaddress
 import json
 import os
+import shlex
+import subprocess
 from pathlib import Path
 
 from bootstrap.errors import KbootstrapError, RequirementError
-from bootstrap.lab.hostcmd import run
+from bootstrap.lab.hostcmd import need, run, which
 
 NETNS_DIR = Path("/run/netns")
 FAULT_TABLE = "kblab"
@@ -121,3 +123,63 @@ def block(netns: str, port: int | None, peer_ip: str | None) -> None:
 def heal(netns: str) -> None:
     if netns_exists(netns):
         run(["ip", "netns", "exec", netns, "nft", "delete", "table", "inet", FAULT_TABLE], check=False)
+
+
+# --- a host firewall that drops forwarded traffic (Docker) ----------------------------------------
+#
+# With br_netfilter loaded and bridge-nf-call-iptables=1 (Docker sets both), frames bridged between
+# two lab machines pass the host's iptables FORWARD chain, whose policy Docker sets to DROP: machines
+# would reach the host (the bridge address: INPUT, which Docker leaves open) but not each other.
+# As Docker documents for other bridges, the lab inserts an ACCEPT for traffic that stays on its
+# bridge into DOCKER-USER (Docker evaluates it first and never rewrites it), or into FORWARD when
+# there is a DROP policy without Docker. Each rule carries the bridge's name as a comment, so `down`
+# finds and deletes exactly its own. Hosts whose FORWARD accepts everything are left untouched.
+
+def forward_comment(bridge: str) -> str:
+    return f"kbootstrap-lab:{bridge}"
+
+
+def _iptables(args: list[str], netns: str | None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    prefix = ["ip", "netns", "exec", netns, need("iptables")] if netns else ["iptables"]
+    return run([*prefix, "-w", "5", *args], check=check)
+
+
+def forward_chain(netns: str | None = None) -> str | None:
+    """Where the lab's ACCEPT goes on this host, or None when forwarded traffic is not dropped."""
+    if which("iptables") is None:
+        return None  # no iptables, no iptables rules that could drop (nft-only rulesets: see docs)
+    if _iptables(["-S", "DOCKER-USER"], netns, check=False).returncode == 0:
+        return "DOCKER-USER"
+    policy = _iptables(["-S", "FORWARD"], netns, check=False).stdout.splitlines()
+    return "FORWARD" if any(line.split()[:3] in (["-P", "FORWARD", "DROP"], ["-P", "FORWARD", "REJECT"])
+                             for line in policy) else None
+
+
+def forward_rules(bridge: str, netns: str | None = None) -> list[tuple[str, str]]:
+    """(chain, rule spec as printed by -S) of this bridge's ACCEPT rules, in every chain they may be in."""
+    out = []
+    for chain in ("DOCKER-USER", "FORWARD"):
+        cp = _iptables(["-S", chain], netns, check=False) if which("iptables") else None
+        for line in (cp.stdout.splitlines() if cp is not None and cp.returncode == 0 else []):
+            if f'--comment "{forward_comment(bridge)}"' in line or f"--comment {forward_comment(bridge)}" in line:
+                out.append((chain, line))
+    return out
+
+
+def allow_forward(bridge: str, netns: str | None = None) -> str | None:
+    """Let traffic between the bridge's ports through a host FORWARD chain that would drop it.
+    Returns the chain used, or None when nothing was needed. Idempotent."""
+    chain = forward_chain(netns)
+    if chain is None:
+        return None
+    if not any(c == chain for c, _ in forward_rules(bridge, netns)):
+        _iptables(["-I", chain, "1", "-i", bridge, "-o", bridge, "-m", "comment", "--comment",
+                   forward_comment(bridge), "-j", "ACCEPT"], netns)
+    return chain
+
+
+def remove_forward(bridge: str, netns: str | None = None) -> None:
+    for chain, line in forward_rules(bridge, netns):
+        spec = shlex.split(line)
+        if spec[:2] == ["-A", chain]:
+            _iptables(["-D", chain, *spec[2:]], netns, check=False)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bootstrap.errors import KbootstrapError, RequirementError, UsageError
-from bootstrap.lab import cgroup, dns, inventory, keys, machine, network, plan, rootfs
+from bootstrap.lab import cgroup, dns, inventory, keys, machine, network, plan, registry, rootfs
 from bootstrap.lab.hostcmd import need, need_root
 from bootstrap.lab.state import (
     LabState,
@@ -44,6 +44,7 @@ def check_host(*, build: bool = False) -> None:
         need(binary)
     if build:
         need("debootstrap")
+    registry.check_host()
     _raise_inotify_limit()
 
 
@@ -128,6 +129,7 @@ def up(
             os.chmod(st.dir, 0o755)
             st.save()
             network.create_bridge(st.bridge, st.bridge_ip, st.prefixlen)
+            network.allow_forward(st.bridge)
         try:
             _build(st, parallel, boot_timeout)
         except BaseException:
@@ -148,7 +150,14 @@ def _build(st: LabState, parallel: int, boot_timeout: float) -> None:
         host_keys[m.name] = machine.prepare(st, m, pub)
         machine.boot(st, m, timeout=boot_timeout)
 
-    _pmap(bring_up, st.machines, parallel)
+    # The registry (its storage built once per image set, which can take a while) comes up while
+    # the machines boot.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        reg = pool.submit(registry.bring_up, st)
+        try:
+            _pmap(bring_up, st.machines, parallel)
+        finally:
+            reg.result()
     inventory.write(st, host_keys)
     st.complete = True
     st.save()
@@ -193,6 +202,8 @@ def _teardown(name: str, *, parallel: int = 16) -> None:
         by_machine.setdefault(m, []).append(pid)
     _pmap(lambda kv: machine.kill_pids(kv[1], kv[0], timeout=10), list(by_machine.items()), parallel)
     dns.stop_dir(d)
+    registry.stop_dir(d)
+    network.remove_forward(plan.bridge_name(name))
     cgroup.remove(name)
     if machine.PROPAGATE_DIR.is_dir():
         for p in machine.PROPAGATE_DIR.iterdir():
@@ -234,6 +245,7 @@ def status(name: str) -> dict[str, Any]:
         "domain": st.domain,
         "complete": st.complete,
         "dns": "running" if dns.is_running(st) else "stopped",
+        "registry": registry.status(st),
         "inventory": st.inventory_dir,
         "key": str(st.key_path),
         "known_hosts": str(st.known_hosts_path),
@@ -280,6 +292,9 @@ def start_machine(name: str, which: str, *, boot_timeout: float = DEFAULT_BOOT_T
         if machine.is_running(m):
             return m, False
         network.create_bridge(st.bridge, st.bridge_ip, st.prefixlen)
+        network.allow_forward(st.bridge)
+        if st.registry_storage and not registry.is_running(st):
+            registry.start(st, Path(st.registry_storage))  # e.g. after the host rebooted
         network.create_machine_net(m.netns, m.veth, st.bridge, m.ip, st.prefixlen, st.bridge_ip)
         machine.mount_overlay(st, m)
         machine.boot(st, m, timeout=boot_timeout)

@@ -92,6 +92,8 @@ class LabState:
     inventory_dir: str
     machines: list[Machine]
     complete: bool = False  # set once `up` has finished; a half-made lab is cleaned by `down`
+    registry_images: list[str] = field(default_factory=list)  # what the lab registry serves
+    registry_storage: str = ""  # its (shared, read-only) storage directory
     version: int = STATE_VERSION
 
     @property

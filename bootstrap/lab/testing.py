@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import paramiko
 
-from bootstrap.lab import ops, remote, rootfs
+from bootstrap.lab import ops, remote, rootfs, testimage
 from bootstrap.lab.hostcmd import which
 from bootstrap.lab.state import LabState
 
@@ -24,11 +24,13 @@ def skip_reason() -> str | None:
     """Why lab tests cannot run on this host, or None when they can."""
     if os.geteuid() != 0:
         return "lab tests need root"
-    missing = [b for b in ("systemd-nspawn", "dnsmasq", "ip", "nft") if which(b) is None]
+    missing = [b for b in ("systemd-nspawn", "dnsmasq", "ip", "nft", "docker-registry", "skopeo") if which(b) is None]
     if not (rootfs.rootfs_path() / rootfs.COMPLETE_MARK).is_file() and which("debootstrap") is None:
         missing.append("debootstrap")
+    if not testimage.BUSYBOX.is_file():
+        missing.append(str(testimage.BUSYBOX))
     if missing:
-        pkgs = "systemd-container dnsmasq-base iproute2 nftables debootstrap"
+        pkgs = "systemd-container dnsmasq-base iproute2 nftables debootstrap docker-registry skopeo busybox-static"
         return f"lab tests need {', '.join(missing)} (apt-get install {pkgs})"
     return None
 
