@@ -112,11 +112,13 @@ def fleet_summary(result: RunResult, title: str = "kbootstrap init") -> str:
     return "\n".join(lines)
 
 
-def fleet_json(result: RunResult, **extra: Any) -> dict[str, Any]:
+def fleet_json(result: RunResult, **defaults: Any) -> dict[str, Any]:
+    """The result as JSON; `defaults` fill keys the run did not produce (e.g. `validation: null`)."""
     data = result.to_json()
     for key, value in result.notes.items():
         data[key] = value.to_json() if hasattr(value, "to_json") else value
-    data.update(extra)
+    for key, value in defaults.items():
+        data.setdefault(key, value)
     return data
 
 
