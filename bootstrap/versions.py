@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from bootstrap.errors import ConfigError
 
 # Newest release the ground-truth reference covers; the default target.
-DEFAULT_KUBERNETES_VERSION = "v1.34.0"
+DEFAULT_KUBERNETES_VERSION = "v1.37.2"
 MIN_MINOR = 27
-MAX_MINOR = 34
+MAX_MINOR = 37
 
 _VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
 
@@ -24,6 +24,9 @@ _PINNED: dict[int, tuple[str, str, str]] = {
     32: ("3.10", "3.5.16-0", "v1.11.3"),
     33: ("3.10", "3.5.21-0", "v1.12.0"),
     34: ("3.10.1", "3.6.4-0", "v1.12.1"),
+    35: ("3.10.1", "3.6.6-0", "v1.13.1"),  # kubernetes v1.35.4 constants.go
+    36: ("3.10.2", "3.6.8-0", "v1.14.2"),  # v1.36.3
+    37: ("3.10.2", "3.7.0-0", "v1.14.6"),  # v1.37.2
 }
 
 

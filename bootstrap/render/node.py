@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bootstrap.render import containerd_registry
 from bootstrap.render.templates import render_template
 from bootstrap.spec.model import ClusterSpec
 
@@ -10,6 +11,7 @@ SYSCTL_FILE = "/etc/sysctl.d/99-kubernetes.conf"
 CONTAINERD_CONFIG = "/etc/containerd/config.toml"
 CRICTL_CONFIG = "/etc/crictl.yaml"
 CONTAINERD_SOCKET = "unix:///run/containerd/containerd.sock"
+REGISTRY_CONFIG_PATH = containerd_registry.CONFIG_PATH
 
 MODULES = ("overlay", "br_netfilter")
 # (key, value, required). Optional keys exist only once br_netfilter is loaded, which a container
@@ -52,8 +54,25 @@ def sandbox_image(spec: ClusterSpec) -> str:
 
 
 def containerd_config(spec: ClusterSpec, containerd_major: int = 1) -> bytes:
+    """config.toml for containerd 2.x (config version 3) or 1.x (version 2); registry mirrors live in
+    hosts.toml files under config_path (render/containerd_registry.py), read without a restart."""
     template = "containerd/config-v3.toml.j2" if containerd_major >= 2 else "containerd/config-v2.toml.j2"
-    return render_template(template, sandbox_image=sandbox_image(spec)).encode()
+    return render_template(
+        template,
+        sandbox_image=sandbox_image(spec),
+        config_path=REGISTRY_CONFIG_PATH,
+        restrict_oom_score_adj=spec.container_runtime.restrict_oom_score_adj,
+    ).encode()
+
+
+def registry_files(spec: ClusterSpec) -> list[tuple[str, bytes, int]]:
+    """The hosts.toml (and CA) files of the spec's registry mirrors, with their modes."""
+    runtime = spec.container_runtime
+    if not runtime.registries_mirrors:
+        return []
+    ca = runtime.registry_ca_pem.encode() or None
+    files = containerd_registry.render(list(runtime.registries_mirrors), ca_pem=ca)
+    return [(path, data, containerd_registry.file_mode(path)) for path, data in sorted(files.items())]
 
 
 def crictl_yaml() -> bytes:

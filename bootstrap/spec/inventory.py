@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -381,6 +382,30 @@ def _resolve_jinja(values: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
+def runtime_values(v: dict[str, Any], where: str, put: Callable[[str, Any, str], None]) -> None:
+    """containerd registry mirrors (+ their CA), the kubelet's cgroup v1 switch, restrict_oom_score_adj."""
+    from bootstrap.render import containerd_registry
+
+    mirrors = v.get(containerd_registry.MIRRORS_VAR)
+    ca_pem = b""
+    if v.get(containerd_registry.CA_VAR):
+        path = Path(str(v[containerd_registry.CA_VAR])).expanduser()
+        try:
+            ca_pem = containerd_registry.check_ca(path.read_bytes(), f"{where}: {containerd_registry.CA_VAR}")
+        except OSError as exc:
+            raise ConfigError(f"{where}: {containerd_registry.CA_VAR}", f"cannot read {path}: {exc.strerror}") from None
+    if mirrors:
+        containerd_registry.render(mirrors, ca_pem=ca_pem or None)  # every problem named before any host
+        put("container_runtime.registries_mirrors", list(mirrors), containerd_registry.MIRRORS_VAR)
+    if ca_pem:
+        put("container_runtime.registry_ca_pem", ca_pem.decode(), containerd_registry.CA_VAR)
+    if ansible_bool(v.get("kbootstrap_containerd_restrict_oom_score_adj")):
+        put("container_runtime.restrict_oom_score_adj", True, "kbootstrap_containerd_restrict_oom_score_adj")
+    if "kubelet_fail_cgroup_v1" in v:
+        # kubelet >= v1.35 refuses cgroup v1 unless its config says failCgroupV1: false (KEP-5573).
+        put("kubelet_configuration.failCgroupV1", ansible_bool(v["kubelet_fail_cgroup_v1"]), "kubelet_fail_cgroup_v1")
+
+
 def kubespray_values(v: dict[str, Any], where: str) -> Values:
     """Kubespray group_vars -> spec fields. Kubespray's own defaults apply to its inventories."""
     values: Values = {}
@@ -427,6 +452,7 @@ def kubespray_values(v: dict[str, Any], where: str) -> Values:
         for name in (var.upper(), var)
     ]
     put("proxy_env", proxy, "http_proxy/https_proxy/no_proxy")
+    runtime_values(v, where, put)
     for ours in ("kbootstrap_hardening",):
         if v.get(ours):
             values["hardening"] = ({"profile": v[ours]}, f"{where}: {ours}")

@@ -160,6 +160,18 @@ class Hardening(Frozen):
         )
 
 
+class ContainerRuntime(Frozen):
+    """containerd settings beyond kubeadm's, from the inventory: registry mirrors (Kubespray's
+    `containerd_registries_mirrors`, validated by render/containerd_registry.py), the CA those
+    mirrors' certificates come from (`kbootstrap_registry_ca`, PEM), and containerd's
+    restrict_oom_score_adj for nodes that may not lower OOM scores (a container host without
+    CAP_SYS_RESOURCE: `kbootstrap_containerd_restrict_oom_score_adj`)."""
+
+    registries_mirrors: tuple[dict[str, Any], ...] = ()
+    registry_ca_pem: str = ""
+    restrict_oom_score_adj: bool = False
+
+
 class ClusterSpec(Frozen):
     """Everything `kbootstrap init` needs for one control-plane node (and, later, a fleet)."""
 
@@ -196,6 +208,7 @@ class ClusterSpec(Frozen):
     # The *_proxy variables the control-plane static pods get (kubeadm: the environment of the
     # process running init). Single-node: that environment; fleet: the inventory's proxy variables.
     proxy_env: tuple[EnvVar, ...] = ()
+    container_runtime: ContainerRuntime = ContainerRuntime()
 
     # ---- derived values, named as in kubeadm.md -------------------------------------------------
     @property

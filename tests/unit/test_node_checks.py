@@ -36,7 +36,8 @@ from bootstrap.workflow.fleet_spec import fleet_cluster_spec
 def inv(tmp_path: Path) -> Inventory:
     doc = {"all": {
         "hosts": {"cp1": {"ip": "10.9.0.11"}, "e1": {"ip": "10.9.0.15"}, "w1": {"ip": "10.9.0.21"}},
-        "vars": {"kbootstrap_skip_phases": ["binaries/kubelet", "kubelet-start"], "etcd_deployment_type": "host"},
+        "vars": {"kbootstrap_skip_phases": ["binaries/kubelet", "kubelet-start"], "etcd_deployment_type": "host",
+                 "kube_version": "v1.34.0"},
         "children": {"kube_control_plane": {"hosts": {"cp1": None}}, "etcd": {"hosts": {"cp1": None, "e1": None}},
                      "kube_node": {"hosts": {"w1": None}}},
     }}

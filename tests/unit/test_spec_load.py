@@ -88,7 +88,7 @@ def test_defaults_follow_kubeadm() -> None:
     assert spec.certificate_validity == timedelta(hours=8760)
     assert spec.ca_certificate_validity == timedelta(hours=87600)
     assert spec.control_plane_url == "https://10.0.0.5:6443"
-    assert spec.kubernetes_version == "v1.34.0"
+    assert spec.kubernetes_version == "v1.37.2"  # the newest release (December 2026: v1.35-v1.37 supported)
 
 
 def test_v1beta4_documents(tmp_path: Path) -> None:
