@@ -45,7 +45,7 @@ test-unit:
 # then the same command again (nothing to do). The lab stays up: `kbootstrap lab down --name demo`.
 demo: install components
 	kbootstrap lab up --name demo --control-planes 3 --workers 1
-	kbootstrap bundle create
+	kbootstrap bundle create --components auto
 	kbootstrap init -i inventories/demo/hosts.yaml
 	kbootstrap init -i inventories/demo/hosts.yaml
 	@echo "the lab is still up: kbootstrap lab status --name demo; take it down with: kbootstrap lab down --name demo"

@@ -4,6 +4,9 @@ Layout (the directory is the contract):
     manifest.json            {"kubernetes_version", "files": {relpath: {"sha256", "size", ...}}}
     debs/*.deb               Debian packages and their dependencies (apt-get download)
     bin/kubectl, bin/kubelet, bin/kubeadm   binaries, when the control machine has them
+    bin/containerd, bin/runc, bin/crictl, bin/etcd, bin/cni/*, ...   with --components: the pinned
+                             build's runtime (containerd 2, runc), crictl, etcd and CNI plugins
+    images/*.tar             OCI archives with their references (`image` in the manifest entry)
 
 Installing from a bundle verifies every checksum first and refuses a mismatch.
 """
@@ -17,10 +20,12 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bootstrap.artifacts.components import Components
 from bootstrap.errors import ConfigError, RequirementError
 
 # What a node gets from Debian. etcd only matters on etcd members; the rest everywhere.
@@ -38,14 +43,23 @@ NODE_PACKAGES = (
 ETCD_PACKAGES = ("etcd-server", "etcd-client")
 LB_PACKAGES = ("haproxy", "keepalived")  # the HA API endpoint (VIP + load balancer)
 BINARIES = ("kubectl", "kubelet", "kubeadm")
+# What a node gets from the pinned component build instead of Debian (a kubelet of v1.36+ needs
+# containerd 1.7 or newer; bookworm ships 1.6), and the Debian packages they replace.
+RUNTIME_BINARIES = ("containerd", "containerd-shim-runc-v2", "ctr", "runc", "crictl")
+ETCD_BINARIES = ("etcd", "etcdctl", "etcdutl")
+REPLACED_BY_COMPONENTS = ("containerd", "runc", "containernetworking-plugins", "etcd-server", "etcd-client")
 MANIFEST = "manifest.json"
 BUNDLE_CACHE = Path("/var/cache/kbootstrap/bundles")
 
 
-def default_bundle_dir(kubernetes_version: str) -> Path:
+def default_bundle_dir(kubernetes_version: str, components: Components | None = None) -> Path:
     """Where `bundle create` puts a bundle by default, and where lab inventories point. The name
-    carries a hash of what goes in, so a bundle made from an older package list is never reused."""
+    carries a hash of what goes in, so a bundle made from an older package list (or other
+    components) is never reused."""
     recipe = ",".join(NODE_PACKAGES + ETCD_PACKAGES + LB_PACKAGES + BINARIES)
+    if components is not None:
+        recipe += "|" + ",".join(f"{a.name}={a.sha256}" for a in sorted(
+            [*components.binaries.values(), *components.images.values()], key=lambda a: a.name))
     return BUNDLE_CACHE / f"{kubernetes_version}-{hashlib.sha256(recipe.encode()).hexdigest()[:8]}"
 
 
@@ -81,6 +95,24 @@ class Bundle:
     def binary(self, name: str) -> Path | None:
         rel = f"bin/{name}"
         return self.root / rel if rel in self.files else None
+
+    @property
+    def has_runtime(self) -> bool:
+        """containerd, runc and crictl from the component build (instead of Debian's packages)."""
+        return all(f"bin/{n}" in self.files for n in RUNTIME_BINARIES)
+
+    @property
+    def has_etcd(self) -> bool:
+        return all(f"bin/{n}" in self.files for n in ETCD_BINARIES)
+
+    @property
+    def cni_plugins(self) -> list[str]:
+        return sorted(rel.removeprefix("bin/cni/") for rel in self.files if rel.startswith("bin/cni/"))
+
+    @property
+    def images(self) -> dict[str, str]:
+        """Image reference -> the OCI archive's path in the bundle."""
+        return {str(m["image"]): rel for rel, m in self.files.items() if rel.startswith("images/") and m.get("image")}
 
     def sha256(self, rel: str) -> str:
         return str(self.files[rel]["sha256"])
@@ -124,10 +156,19 @@ def verify_bundle(bundle: Bundle) -> None:
 
 
 def create_bundle(
-    out: str | Path, kubernetes_version: str, *, binaries_from: str | None = None, extra_packages: tuple[str, ...] = ()
+    out: str | Path,
+    kubernetes_version: str,
+    *,
+    binaries_from: str | None = None,
+    extra_packages: tuple[str, ...] = (),
+    components: Components | None = None,
+    images_from: Callable[[Path], dict[str, dict[str, Any]]] | None = None,
 ) -> Bundle:
-    """apt-get download the node packages and their dependencies; copy binaries; write the manifest.
-    Built in a temp dir and renamed, so an interrupted build leaves nothing that looks complete."""
+    """apt-get download the node packages and their dependencies; copy binaries (and, with
+    `components`, the pinned build's runtime, etcd, CNI plugins and images); write the manifest.
+    `images_from(dir)` fetches image archives into dir some other way (a registry, via skopeo) and
+    returns their manifest entries. Built in a temp dir and renamed, so an interrupted build leaves
+    nothing that looks complete."""
     for tool in ("apt-get", "apt-cache", "dpkg-deb"):
         if shutil.which(tool) is None:
             raise RequirementError(f"{tool} not found", hint="bundles are built on a Debian control machine")
@@ -138,7 +179,10 @@ def create_bundle(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         (tmp / "debs").mkdir()
-        wanted = _with_dependencies(NODE_PACKAGES + ETCD_PACKAGES + LB_PACKAGES + extra_packages)
+        packages = NODE_PACKAGES + ETCD_PACKAGES + LB_PACKAGES + extra_packages
+        if components is not None:
+            packages = tuple(p for p in packages if p not in REPLACED_BY_COMPONENTS)
+        wanted = _with_dependencies(packages)
         proc = subprocess.run(["apt-get", "download", *wanted], cwd=tmp / "debs", capture_output=True, text=True)
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["apt-get download failed"])[-1]
@@ -150,13 +194,16 @@ def create_bundle(
             files[f"debs/{deb.name}"] = {"sha256": sha256_file(deb), "size": deb.stat().st_size, **_deb_fields(deb)}
         (tmp / "bin").mkdir()
         for name in BINARIES:
-            src = _find_binary(name, kubernetes_version, binaries_from)
+            src = components.binary(name) if components is not None else None
+            src = src or _find_binary(name, kubernetes_version, binaries_from)
             if src is None:
                 continue
-            dst = tmp / "bin" / name
-            shutil.copyfile(src, dst)
-            os.chmod(dst, 0o755)
-            files[f"bin/{name}"] = {"sha256": sha256_file(dst), "size": dst.stat().st_size, "source": str(src)}
+            files[f"bin/{name}"] = _copy(src, tmp / "bin" / name, 0o755)
+        if components is not None:
+            files.update(_component_files(components, tmp))
+        if images_from is not None:
+            (tmp / "images").mkdir(exist_ok=True)
+            files.update(images_from(tmp / "images"))
         manifest = {"kubernetes_version": kubernetes_version, "files": files}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         if out.exists():
@@ -166,6 +213,25 @@ def create_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return load_bundle(out, verify=False)
+
+
+def _copy(src: Path, dst: Path, mode: int, **meta: Any) -> dict[str, Any]:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    os.chmod(dst, mode)
+    return {"sha256": sha256_file(dst), "size": dst.stat().st_size, "source": str(src), **meta}
+
+
+def _component_files(components: Components, into: Path) -> dict[str, dict[str, Any]]:
+    files: dict[str, dict[str, Any]] = {}
+    for name in (*RUNTIME_BINARIES, *ETCD_BINARIES):
+        files[f"bin/{name}"] = _copy(components.binary(name), into / "bin" / name, 0o755)
+    for name, artifact in components.binaries.items():
+        if name.startswith("cni/"):
+            files[f"bin/{name}"] = _copy(artifact.path, into / "bin" / name, 0o755)
+    for name, artifact in components.images.items():
+        files[f"images/{name}.tar"] = _copy(artifact.path, into / "images" / f"{name}.tar", 0o644, image=artifact.image)
+    return files
 
 
 def _with_dependencies(packages: tuple[str, ...]) -> list[str]:

@@ -8,7 +8,10 @@ from typing import Any
 import click
 
 from bootstrap.artifacts.bundle import BINARIES, MANIFEST, create_bundle, default_bundle_dir, load_bundle
+from bootstrap.artifacts.components import Components, load_components
+from bootstrap.artifacts.images import DEFAULT_REGISTRY, fetch_images, kubeadm_images
 from bootstrap.commands.common import emit, output_option
+from bootstrap.errors import RequirementError
 from bootstrap.versions import DEFAULT_KUBERNETES_VERSION, KubeVersion
 
 
@@ -26,15 +29,54 @@ def bundle() -> None:
     type=click.Path(file_okay=False, exists=True),
     help="A directory holding kubectl, kubelet and kubeadm for the target version.",
 )
+@click.option(
+    "--components",
+    "components_dir",
+    type=click.Path(file_okay=False),
+    help="Take binaries, runtime, etcd, CNI plugins and images from a pinned component build (the directory "
+    "holding RELEASE/manifest.json; `auto`: ~/.cache/kbootstrap/components when it has this release).",
+)
+@click.option(
+    "--images/--no-images",
+    default=True,
+    show_default=True,
+    help="Without --components: fetch kubeadm's images for the release with skopeo into the bundle.",
+)
+@click.option("--image-registry", default=DEFAULT_REGISTRY, show_default=True,
+              help="Where --images fetches from (registry.k8s.io, or a mirror with the same names).")
 @output_option
-def create(out: str | None, kubernetes_version: str, binaries_from: str | None, output: str) -> None:
+def create(
+    out: str | None,
+    kubernetes_version: str,
+    binaries_from: str | None,
+    components_dir: str | None,
+    images: bool,
+    image_registry: str,
+    output: str,
+) -> None:
     version = str(KubeVersion.parse(kubernetes_version, "--kubernetes-version"))
-    path = Path(out) if out else default_bundle_dir(version)
+    components = _components(components_dir, version)
+    path = Path(out) if out else default_bundle_dir(version, components)
     if out is None and (path / MANIFEST).is_file():
         _report(load_bundle(path), output, f"a bundle for {version} is already at {path}: nothing to do")
         return
-    b = create_bundle(path, version, binaries_from=binaries_from)
+    fetch = None
+    if components is None and images:
+        def fetch(into: Path) -> dict[str, Any]:
+            return fetch_images(kubeadm_images(version), into, source=image_registry)
+    b = create_bundle(path, version, binaries_from=binaries_from, components=components, images_from=fetch)
     _report(b, output, f"bundle written to {path}")
+
+
+def _components(where: str | None, version: str) -> Components | None:
+    if where is None:
+        return None
+    if where == "auto":
+        try:
+            return load_components(version)
+        except RequirementError:
+            return None
+    return load_components(version, Path(where))
 
 
 @bundle.command("verify", help="Check every file of a bundle against its sha256 manifest.")
@@ -53,11 +95,15 @@ def _report(b: Any, output: str, headline: str) -> None:
         "files": len(b.files),
         "packages": sorted(b.debs),
         "binaries": sorted(n for n in BINARIES if b.binary(n)),
+        "runtime": "components" if b.has_runtime else "debian",
+        "images": sorted(b.images),
         "missing": missing,
     }
 
     def text() -> str:
-        lines = [headline, f"  {len(b.debs)} Debian packages, binaries: {', '.join(data['binaries']) or 'none'}"]
+        lines = [headline, f"  {len(b.debs)} Debian packages, binaries: {', '.join(data['binaries']) or 'none'}",
+                 f"  container runtime: {'containerd and runc from the component build' if b.has_runtime else 'Debian'}"
+                 f", {len(b.images)} images"]
         if missing:
             lines.append(
                 f"  missing: {', '.join(missing)} (no source on this machine; pass --binaries-from DIR, "

@@ -9,7 +9,8 @@ from typing import Any
 import yaml
 
 from bootstrap.artifacts.bundle import default_bundle_dir
-from bootstrap.errors import UsageError
+from bootstrap.artifacts.components import DEFAULT_RELEASE, Components, load_components
+from bootstrap.errors import RequirementError, UsageError
 from bootstrap.lab import registry
 from bootstrap.lab.state import LabState, write_atomic
 from bootstrap.render import containerd_registry
@@ -54,13 +55,28 @@ def render_known_hosts(lab: LabState, host_keys: dict[str, str]) -> str:
     return "".join(f"{m.name},{m.name}.{lab.domain},{m.ip} {host_keys[m.name]}\n" for m in lab.machines)
 
 
-# Lab machines have no route out and no kubelet/kubeadm binary can be had on this host: they
-# install from the offline bundle, and the phases that need those binaries are skipped, saying why.
+# Lab machines have no route out: they install from an offline bundle of the pinned component build
+# (`make components`). Without it no kubelet or kubeadm binary can be had here, and their phases are
+# skipped, saying why.
 LAB_SKIP_PHASES = ["binaries/kubelet", "binaries/kubeadm", "kubelet-start"]
 LAB_SKIP_REASON = (
-    "no kubelet or kubeadm binary can be had on this machine (no registry ships them), "
+    "no kubelet or kubeadm binary on this machine (run `make components`), "
     "so lab clusters stop before the kubelet runs"
 )
+# With the components, lab clusters stop before the kubelet until the phases after it run for real.
+LAB_SKIP_PHASES_WITH_COMPONENTS = ["kubelet-start"]
+LAB_SKIP_REASON_WITH_COMPONENTS = (
+    "lab clusters stop before the kubelet: the phases after kubelet-start (wait-control-plane, "
+    "upload-config, bootstrap tokens, addons) are not implemented yet"
+)
+
+
+def lab_components() -> Components | None:
+    """The pinned component build of the default release, when it is built here."""
+    try:
+        return load_components(DEFAULT_RELEASE)
+    except RequirementError:
+        return None
 
 
 CAP_SYS_RESOURCE = 24
@@ -78,15 +94,18 @@ def host_has_capability(cap: int, status: str | None = None) -> bool:
 
 
 def lab_vars(lab: LabState) -> dict[str, Any]:
+    components = lab_components()
+    version = components.release if components is not None else DEFAULT_KUBERNETES_VERSION
     return {
         "lab_name": lab.name,
         "lab_domain": lab.domain,
         "lab_subnet": lab.subnet,
         "lab_gateway": lab.bridge_ip,
         "lab_known_hosts": str(lab.known_hosts_path),
-        "kbootstrap_bundle": str(default_bundle_dir(DEFAULT_KUBERNETES_VERSION)),
-        "kbootstrap_skip_phases": LAB_SKIP_PHASES,
-        "kbootstrap_skip_reason": LAB_SKIP_REASON,
+        "kube_version": version,
+        "kbootstrap_bundle": str(default_bundle_dir(version, components)),
+        "kbootstrap_skip_phases": LAB_SKIP_PHASES_WITH_COMPONENTS if components else LAB_SKIP_PHASES,
+        "kbootstrap_skip_reason": LAB_SKIP_REASON_WITH_COMPONENTS if components else LAB_SKIP_REASON,
         # Nodes pull through the lab registry (https, lab CA): registry.k8s.io and every registry
         # an image in it comes from. containerd_registries_mirrors is Kubespray's variable.
         "containerd_registries_mirrors": registry.mirrors(lab),

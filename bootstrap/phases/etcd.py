@@ -52,12 +52,6 @@ def run_local(ctx: RunContext) -> None:
         ctx.flush()
 
 
-def installed_etcd_version(ctx: RunContext) -> str | None:
-    """`etcd --version` on a live node ("etcd Version: 3.4.23"); None under --rootfs or if absent."""
-    result = ctx.fact("etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p'")
-    return (result.stdout.strip() or None) if result is not None else None
-
-
 def bootstrapped_membership(ctx: RunContext) -> ClusterSpec:
     """etcd reads --initial-cluster* only when it bootstraps a member. Once this node's member
     exists, keep the flags its unit was born with: re-rendering them from a grown inventory would
@@ -83,9 +77,18 @@ def bootstrapped_membership(ctx: RunContext) -> ClusterSpec:
     )
 
 
+def etcd_binary(ctx: RunContext) -> str:
+    """The component build's etcd (kubeadm's pinned version) when the bundle carries it, else Debian's."""
+    return "/usr/local/bin/etcd" if ctx.bundle is not None and ctx.bundle.has_etcd else "/usr/bin/etcd"
+
+
 def run_host_unit(ctx: RunContext) -> None:
     spec = bootstrapped_membership(ctx)
-    unit = m.etcd_systemd_unit(spec, binary_version=installed_etcd_version(ctx)).encode()
+    binary = etcd_binary(ctx)
+    version = ctx.fact(f"{binary} --version 2>/dev/null | sed -n 's/^etcd Version: //p'")
+    unit = m.etcd_systemd_unit(
+        spec, binary=binary, binary_version=(version.stdout.strip() or None) if version is not None else None
+    ).encode()
     current = ctx.read(m.ETCD_SYSTEMD_UNIT_PATH)
     if current is None or current == unit or not _member_running(ctx):
         # A new member (the members of a new cluster start together), or nothing to restart.

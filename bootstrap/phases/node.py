@@ -8,6 +8,8 @@ lists exactly what a real run would change, and a rerun with nothing to do chang
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
+from pathlib import Path
 
 from bootstrap.artifacts import upstream
 from bootstrap.artifacts.bundle import ETCD_PACKAGES, Bundle, packages_to_install
@@ -24,13 +26,20 @@ from bootstrap.render.node import (
     containerd_config,
     crictl_yaml,
     modules_conf,
+    registry_files,
     required_sysctls,
     sysctl_conf,
 )
+from bootstrap.render.templates import render_template
 from bootstrap.spec.model import EtcdMode
+from bootstrap.transport.base import CommandResult
 
 DEB_CACHE = "/var/cache/kbootstrap/debs"
-RUNTIME_PACKAGES = ("containerd", "runc", "conntrack", "socat", "ethtool", "ebtables", "iptables")
+RUNTIME_SUPPORT_PACKAGES = ("conntrack", "socat", "ethtool", "ebtables", "iptables")
+RUNTIME_PACKAGES = ("containerd", "runc", *RUNTIME_SUPPORT_PACKAGES)
+LOCAL_BIN, LOCAL_SBIN, CNI_BIN = "/usr/local/bin", "/usr/local/sbin", "/opt/cni/bin"
+CONTAINERD_UNIT = "/etc/systemd/system/containerd.service"
+IMAGE_CACHE = "/var/cache/kbootstrap/images"
 CNI_PACKAGE = "containernetworking-plugins"
 BIN_DIR = "/usr/bin"
 STAMP_DIR = "/var/lib/kbootstrap/checksums"
@@ -144,6 +153,93 @@ def _push_debs(ctx: RunContext, bundle: Bundle, rels: list[str]) -> None:
         )
 
 
+# ---- files from the bundle, checksum verified ----------------------------------------------------
+@dataclass(frozen=True)
+class Install:
+    """A file from the bundle (or the upstream release) at a path on the node, with its sha256."""
+
+    src: Path
+    sha256: str
+    dest: str
+    mode: int = 0o755
+
+
+def install_files(ctx: RunContext, items: list[Install]) -> list[str]:
+    """Put every item on the node unless it already has that checksum; returns the paths that
+    changed (or would). One fact script checks them all: hashing a 60 MB binary on every run costs
+    more than the rest of a rerun, so a stamp records the checksum with the file's size, mtime and
+    inode, and the hash is recomputed whenever any of them changed."""
+    if not items:
+        return []
+    if not ctx.live:
+        for it in items:
+            ctx.skip(it.dest, "not a live host (--rootfs): binaries are installed by a run on the node")
+        return []
+    checks = "\n".join(
+        f"p={shlex.quote(it.dest)}; s={shlex.quote(_stamp(it.dest))}\n"
+        'if id=$(stat -c "%s %Y %i" "$p" 2>/dev/null); then\n'
+        f'  if [ "$(cat "$s" 2>/dev/null)" = "{it.sha256} $id" ]; then echo "{it.sha256} $p";\n'
+        '  else echo "$(sha256sum "$p" | cut -d" " -f1) $p"; fi\n'
+        'else echo "- $p"; fi'
+        for it in items
+    )
+    have = _sums(ctx.fact(checks))
+    todo = [it for it in items if have.get(it.dest) != it.sha256]
+    for it in items:
+        if it not in todo:
+            ctx.record(it.dest, Status.UNCHANGED)
+    for it in todo:
+        ctx.record(it.dest, Status.CREATED if have.get(it.dest, "-") == "-" else Status.UPDATED,
+                   f"sha256 {it.sha256[:12]}")
+    if not ctx.dry_run and todo:
+        ctx.flush()
+        ctx.target.write_many([(it.dest, it.src.read_bytes(), it.mode, None) for it in todo])
+        verify = "\n".join(f"echo \"$(sha256sum {shlex.quote(it.dest)} | cut -d' ' -f1) {it.dest}\"" for it in todo)
+        got = _sums(ctx.fact(verify))
+        bad = [it.dest for it in todo if got.get(it.dest) != it.sha256]
+        if bad:
+            raise PhaseError(f"checksum mismatch after copy to {ctx.name}: {', '.join(bad)}")
+    _write_stamps(ctx, items)
+    return [it.dest for it in todo]
+
+
+def _sums(result: CommandResult | None) -> dict[str, str]:
+    """`SHA256 PATH` lines -> {path: sha256} ("-" for a missing file)."""
+    out = {}
+    for line in result.stdout.splitlines() if result is not None else []:
+        digest, _, path = line.partition(" ")
+        out[path] = digest
+    return out
+
+
+def _stamp(path: str) -> str:
+    return f"{STAMP_DIR}/{path.strip('/').replace('/', '_')}"
+
+
+def _write_stamps(ctx: RunContext, items: list[Install]) -> None:
+    """Our checksum cache on the node: bookkeeping, not a change to report."""
+    if ctx.dry_run or not ctx.live:
+        return
+    lines = [f"mkdir -p {STAMP_DIR}"] + [
+        f"p={shlex.quote(it.dest)}; f={shlex.quote(_stamp(it.dest))}; s=\"{it.sha256} $(stat -c '%s %Y %i' \"$p\")\"; "
+        f'[ "$(cat "$f" 2>/dev/null)" = "$s" ] || printf "%s" "$s" > "$f"'
+        for it in items
+    ]
+    ctx.fact("\n".join(lines))
+
+
+def from_bundle(ctx: RunContext, names: list[str], dest_dir: str) -> list[Install]:
+    assert ctx.bundle is not None
+    out = []
+    for name in names:
+        src = ctx.bundle.binary(name)
+        if src is None:
+            raise PhaseError(f"{name}: artifact missing (the bundle at {ctx.bundle.root} has no bin/{name})",
+                             hint="rebuild it with `kbootstrap bundle create --components DIR`")
+        out.append(Install(src, ctx.bundle.sha256(f"bin/{name}"), f"{dest_dir}/{name.rsplit('/', 1)[-1]}"))
+    return out
+
+
 # ---- container runtime -------------------------------------------------------------------------
 def containerd_major(ctx: RunContext) -> int:
     """The installed containerd's major version (a fact: a dry run renders what a real run would)."""
@@ -163,20 +259,68 @@ echo "containerd's CRI plugin is not answering on /run/containerd/containerd.soc
 
 
 def run_container_runtime(ctx: RunContext) -> None:
-    install_packages(ctx, RUNTIME_PACKAGES, "installing the container runtime")
+    """containerd (the component build's with the bundle's runtime, else Debian's), its config with
+    the inventory's registry mirrors, crictl; restarted only when one of them changed."""
+    changed: list[str] = []
+    unit_changed = False
+    if ctx.bundle is not None and ctx.bundle.has_runtime:
+        install_packages(ctx, RUNTIME_SUPPORT_PACKAGES, "installing the container runtime's tools")
+        changed += install_files(ctx, [
+            *from_bundle(ctx, ["containerd", "containerd-shim-runc-v2", "ctr", "crictl"], LOCAL_BIN),
+            *from_bundle(ctx, ["runc"], LOCAL_SBIN),
+        ])
+        unit = render_template("containerd/containerd.service.j2", binary=f"{LOCAL_BIN}/containerd").encode()
+        unit_changed = ctx.ensure_file(CONTAINERD_UNIT, unit, 0o644)
+        major = 2
+    else:
+        install_packages(ctx, RUNTIME_PACKAGES, "installing the container runtime")
+        major = containerd_major(ctx)
     written = ctx.ensure_files(
         [
-            (CONTAINERD_CONFIG, containerd_config(ctx.spec, containerd_major(ctx)), 0o644),
+            (CONTAINERD_CONFIG, containerd_config(ctx.spec, major), 0o644),
             (CRICTL_CONFIG, crictl_yaml(), 0o644),
+            *registry_files(ctx.spec),  # read by containerd without a restart
         ]
     )
-    ctx.service("containerd", restart=written[CONTAINERD_CONFIG], why="config.toml changed")
+    if written[CONTAINERD_CONFIG]:
+        changed.append(CONTAINERD_CONFIG)
+    if unit_changed:
+        changed.append(CONTAINERD_UNIT)
+    why = ", ".join(p.rsplit("/", 1)[-1] for p in changed)
+    ctx.service("containerd", restart=bool(changed), why=f"{why} changed", daemon_reload=unit_changed)
     if ctx.live and not ctx.dry_run:
         result = ctx.fact(CRI_WAIT, timeout=30)
         if result is not None and not result.ok:
             raise PhaseError(
                 f"containerd on {ctx.name}: {result.stderr.strip()}", hint="see `journalctl -u containerd`"
             )
+    import_images(ctx)
+
+
+def import_images(ctx: RunContext) -> None:
+    """Without a registry mirror, the bundle's images are imported into containerd (the k8s.io
+    namespace the kubelet uses), those it does not hold yet."""
+    if ctx.bundle is None or not ctx.bundle.images or ctx.spec.container_runtime.registries_mirrors:
+        return
+    have = ctx.fact("ctr -n k8s.io images ls -q 2>/dev/null || true")
+    if have is None:
+        ctx.skip("images", "not a live host (--rootfs): images are imported by a run on the node")
+        return
+    present = set(have.stdout.split())
+    missing = {ref: rel for ref, rel in ctx.bundle.images.items() if ref not in present}
+    for ref in sorted(present & set(ctx.bundle.images)):
+        ctx.record(f"image {ref}", Status.UNCHANGED)
+    if not missing:
+        return
+    archives = [Install(ctx.bundle.root / rel, ctx.bundle.sha256(rel), f"{IMAGE_CACHE}/{rel.rsplit('/', 1)[-1]}",
+                        0o600) for rel in missing.values()]
+    if not ctx.dry_run:
+        install_files(ctx, archives)
+    imports = "\n".join(
+        f"ctr -n k8s.io images import {shlex.quote(a.dest)} >/dev/null && echo {shlex.quote(f'CHANGED image {ref}')}"
+        for ref, a in zip(missing, archives, strict=True)
+    )
+    ctx.run_change(imports, "importing images", changes=[f"image {ref}" for ref in missing])
 
 
 # ---- binaries ----------------------------------------------------------------------------------
@@ -192,52 +336,24 @@ def _binary_phase(name: str) -> Phase:
             if arch not in ARCHES:
                 raise PhaseError(f"{name}: no upstream build for machine type {arch!r} on {ctx.name}")
             src, want = upstream.fetch(name, ctx.spec.kubernetes_version, ARCHES[arch], base_url=ctx.artifact_base_url)
-        else:
-            bundled = ctx.bundle.binary(name)
-            if bundled is None:
-                raise PhaseError(
-                    f"{name}: artifact missing (the bundle at {ctx.bundle.root} has no bin/{name})",
-                    hint="add it with `kbootstrap bundle create --binaries-from DIR`, "
-                    f"or skip with --skip-phases binaries/{name}",
-                )
-            src, want = bundled, ctx.bundle.sha256(f"bin/{name}")
-        path = f"{BIN_DIR}/{name}"
-        stamp = f"{STAMP_DIR}/{name}"
-        # Hashing a 60 MB binary on every run costs more than the rest of a rerun: a stamp records
-        # the checksum with the file's size, mtime and inode, and the hash is recomputed whenever
-        # any of them changed.
-        have_fact = ctx.fact(f"""
-id=$(stat -c '%s %Y %i' {path} 2>/dev/null) || exit 0
-if [ "$(cat {stamp} 2>/dev/null)" = "{want} $id" ]; then echo {want}; else sha256sum {path} | cut -d' ' -f1; fi
-""")
-        have = have_fact.stdout.strip() if have_fact is not None else ""
-        if have == want:
-            ctx.record(path, Status.UNCHANGED)
-            _write_stamp(ctx, path, stamp, want)
+            install_files(ctx, [Install(src, want, f"{BIN_DIR}/{name}")])
             return
-        ctx.record(path, Status.CREATED if not have else Status.UPDATED, f"sha256 {want[:12]}")
-        if ctx.dry_run:
-            return
-        ctx.target.write_many([(path, src.read_bytes(), 0o755, None)])
-        got = ctx.fact(f"sha256sum {path} | cut -d' ' -f1")
-        if got is not None and got.stdout.strip() != want:
-            raise PhaseError(f"{name}: checksum mismatch after copy to {ctx.name}:{path}")
-        _write_stamp(ctx, path, stamp, want)
+        bundled = ctx.bundle.binary(name)
+        if bundled is None:
+            raise PhaseError(
+                f"{name}: artifact missing (the bundle at {ctx.bundle.root} has no bin/{name})",
+                hint="add it with `kbootstrap bundle create --binaries-from DIR` (or --components DIR), "
+                f"or skip with --skip-phases binaries/{name}",
+            )
+        install_files(ctx, [Install(bundled, ctx.bundle.sha256(f"bin/{name}"), f"{BIN_DIR}/{name}")])
 
     return Phase(name, f"Install {name} (checksum verified)", run)
 
 
-def _write_stamp(ctx: RunContext, path: str, stamp: str, sha256: str) -> None:
-    """Our checksum cache on the node: bookkeeping, not a change to report."""
-    if ctx.dry_run or not ctx.live:
-        return
-    ctx.fact(
-        f"mkdir -p {STAMP_DIR}; s=\"{sha256} $(stat -c '%s %Y %i' {path})\"; "
-        f'[ "$(cat {stamp} 2>/dev/null)" = "$s" ] || printf "%s" "$s" > {stamp}'
-    )
-
-
 def run_cni(ctx: RunContext) -> None:
+    if ctx.bundle is not None and ctx.bundle.cni_plugins:
+        install_files(ctx, from_bundle(ctx, [f"cni/{p}" for p in ctx.bundle.cni_plugins], CNI_BIN))
+        return
     installing = install_packages(ctx, (CNI_PACKAGE,), "installing CNI plugins")
     # Debian installs plugins in /usr/lib/cni; the kubelet and containerd look in /opt/cni/bin.
     links = ctx.fact(
@@ -266,6 +382,9 @@ def run_etcd_packages(ctx: RunContext) -> None:
     """etcd members in host mode need the etcd binaries (Debian's etcd-server / etcd-client)."""
     if not ctx.is_etcd or ctx.spec.etcd_mode != EtcdMode.HOST or ctx.spec.etcd_external:
         ctx.skip("etcd packages", "not an etcd member in host mode")
+        return
+    if ctx.bundle is not None and ctx.bundle.has_etcd:  # kubeadm's pinned etcd, from the component build
+        install_files(ctx, from_bundle(ctx, ["etcd", "etcdctl", "etcdutl"], LOCAL_BIN))
         return
     # policy-rc.d keeps Debian's default etcd from starting; the etcd phase then writes our unit
     # as /etc/systemd/system/etcd.service, which takes the place of the package's.

@@ -34,8 +34,19 @@ def check_names(spec: ClusterSpec, *, control_plane: bool = True) -> list[str]:
             names += [f"Port-{p}" for p in ETCD_PORTS]
     names += ["Swap", "CRI"]
     names += [f"FileExisting-{b}" for b in REQUIRED_BINARIES + OPTIONAL_BINARIES]
-    names += ["Hostname", f"Port-{KUBELET_PORT}", "FileContent--proc-sys-net-ipv4-ip_forward"]
+    names += ["Hostname", f"Port-{KUBELET_PORT}", "FileContent--proc-sys-net-ipv4-ip_forward", "SystemVerification"]
     return names
+
+
+CGROUP_V1_MESSAGE = (
+    "cgroups v1: the kubelet from v1.35 refuses to start on them unless its configuration sets failCgroupV1: "
+    "false (inventory: kubelet_fail_cgroup_v1: false, or a KubeletConfiguration with failCgroupV1: false); "
+    "better, boot the node with cgroups v2 (KEP-5573)"
+)
+
+
+def cgroup_v1_allowed(spec: ClusterSpec) -> bool:
+    return spec.kubelet_configuration.get("failCgroupV1") is False or not spec.version.at_least(35)
 
 
 def preflight_script(spec: ClusterSpec, *, control_plane: bool = True, own_ports_ok: bool = True) -> str:
@@ -95,6 +106,11 @@ def preflight_script(spec: ClusterSpec, *, control_plane: bool = True, own_ports
         'if [ "$f" = 1 ]; then say FileContent--proc-sys-net-ipv4-ip_forward ok 1; '
         "else say FileContent--proc-sys-net-ipv4-ip_forward error "
         '"/proc/sys/net/ipv4/ip_forward contents are not set to 1"; fi',
+        # kubeadm's SystemVerification (the cgroups part): v2 is fine; v1 errors for a kubelet that refuses it.
+        't=$(stat -fc %T /sys/fs/cgroup/ 2>/dev/null || echo unknown)',
+        'if [ "$t" = cgroup2fs ]; then say SystemVerification ok "cgroups v2"; '
+        f'else say SystemVerification {"warning" if cgroup_v1_allowed(spec) else "error"} '
+        f'"{CGROUP_V1_MESSAGE} (/sys/fs/cgroup is $t)"; fi',
     ]
     return "\n".join(lines) + "\n"
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,51 +18,29 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bootstrap.lab import machine, registry
+from bootstrap.lab import registry
 from bootstrap.lab.state import LabState
 from bootstrap.lab.testing import sh
 from bootstrap.render import containerd_registry
-from bootstrap.render.node import crictl_yaml
-from bootstrap.render.templates import render_template
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 LabFactory = Callable[..., LabState]
 
 BINARIES = ("containerd", "containerd-shim-runc-v2", "ctr", "runc", "crictl", "kubelet")
-TRIAL_KUBELET = Path("/tmp/kbtrial/v1.37.2/out/kubelet")  # a trial build, until the components have one
-CONTAINERD_UNIT = """[Unit]
-Description=containerd container runtime
-After=network.target local-fs.target
-
-[Service]
-ExecStart=/usr/local/bin/containerd
-Type=notify
-Delegate=yes
-KillMode=process
-Restart=always
-RestartSec=2
-LimitNPROC=infinity
-LimitCORE=infinity
-TasksMax=infinity
-OOMScoreAdjust=-999
-
-[Install]
-WantedBy=multi-user.target
-"""
 KUBELET_UNIT = """[Unit]
 Description=kubelet (standalone: static pods only)
 After=containerd.service
 Requires=containerd.service
 
 [Service]
-ExecStart=/usr/local/bin/kubelet --config=/var/lib/kubelet/config.yaml
+ExecStart=/usr/bin/kubelet --config=/var/lib/kubelet/config.yaml
 Restart=always
 RestartSec=2
 """
 
 
 def built_binaries() -> dict[str, Path]:
-    """Each binary from a components release's manifest (the kubelet from a trial build if need be)."""
+    """Each binary from a components release's manifest."""
     found: dict[str, Path] = {}
     root = registry.components_dir()
     for release in sorted(root.glob("*"), reverse=True) if root.is_dir() else []:
@@ -73,8 +52,6 @@ def built_binaries() -> dict[str, Path]:
             p = release / str(a.get("path", ""))
             if a.get("kind") == "binary" and a.get("name") in BINARIES and p.is_file():
                 found.setdefault(a["name"], p)
-    if "kubelet" not in found and TRIAL_KUBELET.is_file():
-        found["kubelet"] = TRIAL_KUBELET
     return found
 
 
@@ -101,50 +78,25 @@ def put(lab: LabState, m: str, path: str, data: bytes, mode: int = 0o644) -> Non
     assert code == 0, err
 
 
-def put_binary(lab: LabState, m: str, path: str, src: Path) -> None:
-    """Straight into the machine's overlay from the host: ~250 MB over SSH takes minutes, and how
-    binaries reach real nodes is tested elsewhere."""
-    dest = machine.paths(lab, lab.machine(m))["merged"] / path.lstrip("/")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, dest)
-
-
-def containerd_config(sandbox: str, restrict_oom: bool) -> str:
-    """The product's containerd 2 config, plus what the lead wires from the inventory: the registry
-    config_path, and restrict_oom_score_adj where the lab says the host needs it."""
-    base = render_template("containerd/config-v3.toml.j2", sandbox_image=sandbox)
-    return base + (
-        f"\n[plugins.'io.containerd.cri.v1.images'.registry]\n  config_path = \"{containerd_registry.CONFIG_PATH}\"\n"
-        f"\n[plugins.'io.containerd.cri.v1.runtime']\n  restrict_oom_score_adj = {str(restrict_oom).lower()}\n"
-    )
+def kbootstrap(*args: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "bootstrap.cli", *args], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"kbootstrap {' '.join(args)}:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
 
 
 @pytest.fixture(scope="module")
-def node(module_lab_factory: LabFactory) -> tuple[LabState, str, dict[str, object]]:
-    """A lab machine with the built containerd, runc, crictl and kubelet, and the mirror config the
-    renderer makes from the lab inventory."""
-    bins = need_components()
+def node(module_lab_factory: LabFactory, bundle: Path, tmp_path_factory: pytest.TempPathFactory
+         ) -> tuple[LabState, str, dict[str, object]]:
+    """A lab machine prepared by the product's own phases from the lab inventory and the bundle of
+    the component build: kernel, container runtime (containerd 2 + runc, config.toml with the
+    registry mirrors of the inventory as hosts.toml), and the kubelet binary."""
+    need_components()
     lab = module_lab_factory(1, 0)
     m = lab.machines[0].name
+    inventory = str(Path(lab.inventory_dir) / "hosts.yaml")
+    pki = str(tmp_path_factory.mktemp("pki"))
+    for phase in (["kernel"], ["container-runtime"], ["binaries", "kubelet"]):
+        kbootstrap("init", "phase", *phase, "-i", inventory, "--pki-dir", pki)
     gv = yaml.safe_load((Path(lab.inventory_dir) / "group_vars/all/lab.yml").read_text())
-    for name, src in bins.items():
-        put_binary(lab, m, f"/usr/local/bin/{name}", src)
-    files = containerd_registry.render(gv[containerd_registry.MIRRORS_VAR],
-                                       ca_pem=Path(gv[containerd_registry.CA_VAR]).read_bytes())
-    for path, data in files.items():
-        put(lab, m, path, data, containerd_registry.file_mode(path))
-    pause = next((r for r in lab.registry_images if "/pause:" in r), None) or registry.test_image_reference(
-        lab.registry_images)
-    assert pause, lab.registry_images
-    put(lab, m, "/etc/containerd/config.toml",
-        containerd_config(pause, bool(gv["kbootstrap_containerd_restrict_oom_score_adj"])).encode())
-    put(lab, m, "/etc/crictl.yaml", crictl_yaml())
-    put(lab, m, "/etc/systemd/system/containerd.service", CONTAINERD_UNIT.encode())
-    ok(lab, m, "systemctl daemon-reload && systemctl enable -q --now containerd && "
-               "for i in $(seq 50); do ctr version >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1")
     return lab, m, gv
 
 
@@ -154,6 +106,9 @@ def test_containerd_pulls_through_the_mirror_and_runs_a_container(node: tuple[La
     assert image, lab.registry_images
     ok(lab, m, f"ctr images pull --hosts-dir {containerd_registry.CONFIG_PATH} {image}", timeout=300)
     assert ok(lab, m, f"ctr run --rm {image} kbt-echo echo ok").strip() == "ok"
+    # The kubelet's way to pull: the CRI, which reads the mirrors from config_path (hosts.toml).
+    ok(lab, m, f"crictl pull {image}", timeout=300)
+    assert image.split("/", 1)[-1].split(":")[0] in ok(lab, m, "crictl images")
     # The kubelet's way: runc under a systemd-managed cgroup (SystemdCgroup=true).
     assert ok(lab, m, f"ctr run --rm --runc-systemd-cgroup --cgroup system.slice:kbt:echo {image} kbt-echo2 "
                       "echo ok").strip() == "ok"
@@ -182,6 +137,7 @@ def test_standalone_kubelet_runs_a_static_pod(node: tuple[LabState, str, dict[st
         ]},
     }
     put(lab, m, "/var/lib/kubelet/config.yaml", yaml.safe_dump(config).encode())
+    put(lab, m, "/etc/kubernetes/manifests/.keep", b"")
     put(lab, m, "/etc/kubernetes/manifests/kbt-static.yaml", yaml.safe_dump(pod).encode())
     put(lab, m, "/etc/systemd/system/kubelet.service", KUBELET_UNIT.encode())
     ok(lab, m, "systemctl daemon-reload && systemctl start kubelet")
