@@ -18,7 +18,7 @@ from bootstrap.engine.phase import ETCD_MEMBERS, Phase
 from bootstrap.engine.result import Status
 from bootstrap.engine.runner import RunState
 from bootstrap.etcd.members import etcdctl_on, wait_quorum
-from bootstrap.render import manifests as m
+from bootstrap.render import etcd as etcd_render
 from bootstrap.spec.model import MANIFESTS_DIR, ClusterSpec, EtcdMember, EtcdMode
 
 ETCD_UNIT_MODE = 0o644
@@ -37,7 +37,7 @@ def run_local(ctx: RunContext) -> None:
         return
     ctx.ensure_dir(MANIFESTS_DIR, MANIFESTS_DIR_MODE)
     path = f"{MANIFESTS_DIR}/etcd.yaml"
-    manifest = m.etcd_manifest(spec)
+    manifest = etcd_render.etcd_manifest(spec)
     running = ctx.state(path) is not None and _member_running(ctx)
     if not running:
         ctx.ensure_file(path, manifest, 0o600)
@@ -57,7 +57,7 @@ def bootstrapped_membership(ctx: RunContext) -> ClusterSpec:
     exists, keep the flags its unit was born with: re-rendering them from a grown inventory would
     change every member's unit and restart them all for nothing."""
     spec = ctx.spec
-    current = ctx.read(m.ETCD_SYSTEMD_UNIT_PATH)
+    current = ctx.read(etcd_render.ETCD_SYSTEMD_UNIT_PATH)
     if current is None or spec.etcd_local is None:
         return spec
     exists = ctx.fact(f"test -d {shlex.quote(spec.etcd_local.data_dir + '/member')}")
@@ -86,18 +86,20 @@ def run_host_unit(ctx: RunContext) -> None:
     spec = bootstrapped_membership(ctx)
     binary = etcd_binary(ctx)
     version = ctx.fact(f"{binary} --version 2>/dev/null | sed -n 's/^etcd Version: //p'")
-    unit = m.etcd_systemd_unit(
+    unit = etcd_render.etcd_systemd_unit(
         spec, binary=binary, binary_version=(version.stdout.strip() or None) if version is not None else None
     ).encode()
-    current = ctx.read(m.ETCD_SYSTEMD_UNIT_PATH)
+    current = ctx.read(etcd_render.ETCD_SYSTEMD_UNIT_PATH)
     if current is None or current == unit or not _member_running(ctx):
         # A new member (the members of a new cluster start together), or nothing to restart.
-        changed = ctx.ensure_file(m.ETCD_SYSTEMD_UNIT_PATH, unit, ETCD_UNIT_MODE)
+        changed = ctx.ensure_file(etcd_render.ETCD_SYSTEMD_UNIT_PATH, unit, ETCD_UNIT_MODE)
         ctx.service("etcd", restart=changed, why="unit changed", daemon_reload=changed,
                     rootfs_reason="not a live root (--rootfs): no service is started")
         return
     with ctx.rolling(ROLL, gate=lambda: _healthy_again(ctx)):
-        ctx.ensure_file(m.ETCD_SYSTEMD_UNIT_PATH, unit, ETCD_UNIT_MODE, detail="a running member: one at a time")
+        ctx.ensure_file(
+            etcd_render.ETCD_SYSTEMD_UNIT_PATH, unit, ETCD_UNIT_MODE, detail="a running member: one at a time"
+        )
         ctx.service("etcd", restart=True, why="unit changed", daemon_reload=True)
 
 

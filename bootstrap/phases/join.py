@@ -25,8 +25,8 @@ from bootstrap.join.node import BOOTSTRAP_KUBECONFIG, KUBELET_KUBECONFIG, TOKEN_
 from bootstrap.join.tokens import BootstrapToken, Token, generate_token, parse_token
 from bootstrap.phases import etcd as etcd_phase
 from bootstrap.phases.certs import SharedPKI
+from bootstrap.render.etcd import ETCD_SYSTEMD_UNIT_PATH
 from bootstrap.render.kubeconfig import KUBECONFIG_MODE, build_kubeconfig, parse_kubeconfig
-from bootstrap.render.manifests import ETCD_SYSTEMD_UNIT_PATH
 from bootstrap.spec.endpoint import url_host
 from bootstrap.spec.model import MANIFESTS_DIR, ClusterSpec, EtcdMember, EtcdMode
 

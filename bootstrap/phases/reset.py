@@ -21,7 +21,7 @@ from bootstrap.engine.context import RunContext
 from bootstrap.engine.phase import Phase, Tree
 from bootstrap.engine.result import Status
 from bootstrap.etcd.members import etcdctl_on, last_line, member_list, remove_member
-from bootstrap.render.manifests import ETCD_SYSTEMD_UNIT_PATH
+from bootstrap.render.etcd import ETCD_SYSTEMD_UNIT_PATH
 from bootstrap.spec.model import DEFAULT_CERT_DIR, KUBELET_DIR, KUBERNETES_DIR, MANIFESTS_DIR
 
 KUBECONFIG_FILES = (

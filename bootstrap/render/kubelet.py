@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from bootstrap.render.manifests import arguments_to_command, to_yaml
+from bootstrap.render.podspec import arguments_to_command, to_yaml
 from bootstrap.render.templates import render_template
 from bootstrap.spec.model import MANIFESTS_DIR, Arg, ClusterSpec
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bootstrap.render import etcd as etcdr
 from bootstrap.render import kubelet as k
 from bootstrap.render import manifests as m
 from bootstrap.spec.load import build_spec
@@ -52,7 +53,7 @@ def test_manifests_validate_strict(tmp_path: Path, minor: int, hardening: str) -
     files = {f"{name}.yaml": data for name, data in m.control_plane_manifests(
         spec, {"/etc/ca-certificates", "/etc/pki/tls/certs"}.__contains__,
         environ={"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "10.0.0.0/8"}).items()}
-    files["etcd.yaml"] = m.etcd_manifest(spec)
+    files["etcd.yaml"] = etcdr.etcd_manifest(spec)
     paths = []
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)

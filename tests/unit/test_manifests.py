@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
+from bootstrap.render import etcd as etcdr
 from bootstrap.render import manifests as m
+from bootstrap.render import podspec
 from bootstrap.spec.load import build_spec
 from bootstrap.spec.model import Arg, ClusterSpec, ExternalEtcd, Hardening, HostPathMount, LocalEtcd
 
@@ -173,7 +175,7 @@ def test_ipv6_apiserver_and_etcd() -> None:
     assert api["metadata"]["annotations"] == {
         "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": "[fd00::5]:6443"}
     assert container(api)["livenessProbe"]["httpGet"]["host"] == "fd00::5"
-    etcd = m.etcd_pod(spec)
+    etcd = etcdr.etcd_pod(spec)
     cmd = container(etcd)["command"]
     assert "--listen-client-urls=https://[::1]:2379,https://[fd00::5]:2379" in cmd
     assert "--listen-metrics-urls=http://[::1]:2381" in cmd
@@ -239,20 +241,20 @@ def test_scheduler_command(hardening: str, extra: list[str]) -> None:
 
 
 def test_etcd_command_35_and_36() -> None:
-    assert m.etcd_command(make_spec("v1.30.2")) == ETCD_35
-    assert m.etcd_command(make_spec("v1.33.1")) == ETCD_35
-    cmd36 = m.etcd_command(make_spec("v1.34.0"))
+    assert etcdr.etcd_command(make_spec("v1.30.2")) == ETCD_35
+    assert etcdr.etcd_command(make_spec("v1.33.1")) == ETCD_35
+    cmd36 = etcdr.etcd_command(make_spec("v1.34.0"))
     expected = [a for a in ETCD_35 if "experimental" not in a]
     expected += ["--feature-gates=InitialCorruptCheck=true", "--watch-progress-notify-interval=5s"]
     assert cmd36 == ["etcd", *sorted(expected[1:])]
     # Decided by the etcd image tag, not the Kubernetes version.
     pinned = make_spec("v1.34.0", etcd_local=LocalEtcd(image_tag="3.5.21-0"))
-    assert m.etcd_command(pinned) == ETCD_35
-    assert container(m.etcd_pod(pinned))["image"] == "registry.k8s.io/etcd:3.5.21-0"
+    assert etcdr.etcd_command(pinned) == ETCD_35
+    assert container(etcdr.etcd_pod(pinned))["image"] == "registry.k8s.io/etcd:3.5.21-0"
 
 
 def test_etcd_join_initial_cluster() -> None:
-    cmd = m.etcd_command(make_spec(), initial_cluster=[("cp0", "https://10.0.0.4:2380"),
+    cmd = etcdr.etcd_command(make_spec(), initial_cluster=[("cp0", "https://10.0.0.4:2380"),
                                                        ("cp1", "https://10.0.0.5:2380")])
     assert "--initial-cluster=cp0=https://10.0.0.4:2380,cp1=https://10.0.0.5:2380" in cmd
     assert "--initial-cluster-state=existing" in cmd
@@ -281,7 +283,7 @@ def test_probes_v134_use_named_port() -> None:
     assert sched["ports"][0]["containerPort"] == 10259
     assert [sched[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe", "startupProbe")] == \
         ["/livez", "/readyz", "/livez"]
-    etcd = container(m.etcd_pod(spec))
+    etcd = container(etcdr.etcd_pod(spec))
     assert etcd["ports"] == [{"containerPort": 2381, "name": "probe-port", "protocol": "TCP"}]
     assert [etcd[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe", "startupProbe")] == \
         ["/livez", "/readyz", "/readyz"]
@@ -296,7 +298,7 @@ def test_probes_v130_numeric_ports_and_old_paths() -> None:
     assert "readinessProbe" not in sched
     assert sched["livenessProbe"]["httpGet"] == {"host": "127.0.0.1", "path": "/healthz", "port": 10259,
                                                  "scheme": "HTTPS"}
-    etcd = container(m.etcd_pod(spec))
+    etcd = container(etcdr.etcd_pod(spec))
     assert "readinessProbe" not in etcd
     assert etcd["livenessProbe"]["httpGet"]["path"] == "/health?exclude=NOSPACE&serializable=true"
     assert etcd["startupProbe"]["httpGet"]["path"] == "/health?serializable=false"
@@ -305,7 +307,7 @@ def test_probes_v130_numeric_ports_and_old_paths() -> None:
 
 def test_etcd_probes_v131_and_scheduler_v131() -> None:
     spec = make_spec("v1.31.0")
-    etcd = container(m.etcd_pod(spec))
+    etcd = container(etcdr.etcd_pod(spec))
     assert etcd["readinessProbe"]["httpGet"] == {"host": "127.0.0.1", "path": "/readyz", "port": 2381,
                                                  "scheme": "HTTP"}
     assert container(m.scheduler_pod(spec, environ={}))["livenessProbe"]["httpGet"]["path"] == "/healthz"
@@ -323,7 +325,7 @@ def test_probe_hosts_follow_bind_address_and_metrics_url() -> None:
     kcm = container(m.controller_manager_pod(spec, no_paths, environ={}))
     assert "host" not in kcm["livenessProbe"]["httpGet"]  # 0.0.0.0: kubelet probes the pod IP
     assert container(m.scheduler_pod(spec, environ={}))["livenessProbe"]["httpGet"]["host"] == "10.0.0.5"
-    etcd = container(m.etcd_pod(spec))
+    etcd = container(etcdr.etcd_pod(spec))
     assert etcd["ports"][0]["containerPort"] == 2382
     assert etcd["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
     assert etcd["livenessProbe"]["httpGet"]["host"] == "10.0.0.5"
@@ -335,7 +337,7 @@ def test_resources_and_pod_shape() -> None:
         "kube-apiserver": m.apiserver_pod(spec, no_paths, environ={}),
         "kube-controller-manager": m.controller_manager_pod(spec, no_paths, environ={}),
         "kube-scheduler": m.scheduler_pod(spec, environ={}),
-        "etcd": m.etcd_pod(spec),
+        "etcd": etcdr.etcd_pod(spec),
     }
     cpu = {"kube-apiserver": "250m", "kube-controller-manager": "200m", "kube-scheduler": "100m", "etcd": "100m"}
     for name, pod in pods.items():
@@ -401,7 +403,7 @@ def test_extra_volumes_replace_same_name_and_keep_empty_type() -> None:
 
 
 def test_etcd_volumes_and_mount_order() -> None:
-    pod = m.etcd_pod(make_spec())
+    pod = etcdr.etcd_pod(make_spec())
     assert pod["spec"]["volumes"] == [
         {"hostPath": {"path": f"{PKI}/etcd", "type": "DirectoryOrCreate"}, "name": "etcd-certs"},
         {"hostPath": {"path": "/var/lib/etcd", "type": "DirectoryOrCreate"}, "name": "etcd-data"},
@@ -429,7 +431,7 @@ def test_proxy_env_merged_with_extra_envs_sorted() -> None:
         {"name": "no_proxy", "value": "localhost"},
     ]
     assert "env" not in container(m.scheduler_pod(spec, environ={}))
-    assert "env" not in container(m.etcd_pod(spec))  # etcd gets no proxy variables
+    assert "env" not in container(etcdr.etcd_pod(spec))  # etcd gets no proxy variables
 
 
 # ---- serialization ---------------------------------------------------------------------------------
@@ -456,18 +458,18 @@ def test_yaml_key_order_creation_timestamp_and_status() -> None:
 
 
 def test_go_style_quoting() -> None:
-    text = m.to_yaml({"a": "0", "b": "", "c": "true", "d": "plain", "e": "*,x", "f": "10.0.0.5:6443"},
+    text = podspec.to_yaml({"a": "0", "b": "", "c": "true", "d": "plain", "e": "*,x", "f": "10.0.0.5:6443"},
                      creation_timestamp=False)
     assert text == b'a: "0"\nb: ""\nc: "true"\nd: plain\ne: \'*,x\'\nf: 10.0.0.5:6443\n'
 
 
 def test_etcd_systemd_unit_has_exactly_the_manifest_flags() -> None:
     spec = make_spec(etcd_mode="host")
-    unit = m.etcd_systemd_unit(spec)
+    unit = etcdr.etcd_systemd_unit(spec)
     exec_lines = unit.split("ExecStart=", 1)[1].split("\nRestart=")[0]
     flags = [part.strip().rstrip("\\").strip() for part in exec_lines.splitlines()]
     assert flags[0] == "/usr/bin/etcd"
-    assert flags[1:] == container(m.etcd_pod(spec))["command"][1:]
+    assert flags[1:] == container(etcdr.etcd_pod(spec))["command"][1:]
     assert "Restart=always" in unit and "Type=notify" in unit
 
 
