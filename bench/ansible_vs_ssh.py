@@ -31,9 +31,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bootstrap.ansible.playbook import PlaybookRun, run_playbook
-from bootstrap.artifacts.bundle import MANIFEST, create_bundle, default_bundle_dir
+from bootstrap.lab.inventory import ensure_lab_bundle
 from bootstrap.lab.testing import running_lab, unique_name
-from bootstrap.versions import DEFAULT_KUBERNETES_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -111,9 +110,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("needs root (labs)")
         return 2
-    bundle = default_bundle_dir(DEFAULT_KUBERNETES_VERSION)
-    if not (bundle / MANIFEST).is_file():
-        create_bundle(bundle, DEFAULT_KUBERNETES_VERSION)
+    ensure_lab_bundle()
     cps, workers = 3, max(0, args.machines - 3)
     with tempfile.TemporaryDirectory(prefix="kb-bench-ansible-") as tmp, contextlib.ExitStack() as stack:
         inv_dir = str(Path(tmp) / "inventories")

@@ -27,9 +27,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bootstrap.artifacts.bundle import MANIFEST, create_bundle, default_bundle_dir
+from bootstrap.lab.inventory import ensure_lab_bundle
 from bootstrap.lab.testing import running_lab, unique_name
-from bootstrap.versions import DEFAULT_KUBERNETES_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,9 +59,7 @@ def main() -> None:
     ap.add_argument("--baseline", default="77075c7")
     ap.add_argument("--markdown", help="write the table to this file too")
     args = ap.parse_args()
-    bundle = default_bundle_dir(DEFAULT_KUBERNETES_VERSION)
-    if not (bundle / MANIFEST).is_file():
-        create_bundle(bundle, DEFAULT_KUBERNETES_VERSION)
+    ensure_lab_bundle()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "baseline"

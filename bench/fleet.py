@@ -28,16 +28,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ssh_fanout import CONTAINERD_CONFIG, load_hosts, node_prep_script, openssh
 
-from bootstrap.artifacts.bundle import MANIFEST, create_bundle, default_bundle_dir
 from bootstrap.engine.context import RunContext
 from bootstrap.engine.phase import Phase, Tree
 from bootstrap.engine.result import RunResult
 from bootstrap.engine.runner import RunState, run_tree
+from bootstrap.lab.inventory import ensure_lab_bundle
 from bootstrap.lab.testing import running_lab, unique_name
 from bootstrap.spec.inventory import load_inventory
 from bootstrap.spec.load import build_spec
 from bootstrap.transport.ssh import SSHHost, connect_all
-from bootstrap.versions import DEFAULT_KUBERNETES_VERSION
 
 
 def node_prep(ctx: RunContext) -> None:
@@ -122,9 +121,7 @@ def node_prep_bench(n: int, rounds: int, forks: int) -> dict[str, float]:
 def cluster_bench(pki: Path) -> dict[str, float]:
     """Cold run, then a rerun. The report's `seconds` is provisioning; validation (netcheck and
     node checks, which `init -i` runs at the end) is timed apart."""
-    bundle = default_bundle_dir(DEFAULT_KUBERNETES_VERSION)
-    if not (bundle / MANIFEST).is_file():
-        create_bundle(bundle, DEFAULT_KUBERNETES_VERSION)
+    ensure_lab_bundle()
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp, running_lab(unique_name("bc"), 3, 2, inventory_dir=tmp) as lab:
         inventory = Path(tmp) / lab.name / "hosts.yaml"

@@ -18,9 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bootstrap.artifacts.bundle import MANIFEST, create_bundle, default_bundle_dir
+from bootstrap.lab.inventory import ensure_lab_bundle
 from bootstrap.lab.testing import running_lab, skip_reason
-from bootstrap.versions import DEFAULT_KUBERNETES_VERSION
 from tests.lab.test_ha_lab import measure_failover, restart_stopped, setup_ha
 
 
@@ -32,9 +31,7 @@ def main() -> int:
     if reason:
         print(f"cannot run: {reason}", file=sys.stderr)
         return 3
-    bundle = default_bundle_dir(DEFAULT_KUBERNETES_VERSION)
-    if not (bundle / MANIFEST).is_file():
-        create_bundle(bundle, DEFAULT_KUBERNETES_VERSION)
+    bundle = ensure_lab_bundle()
     rows: list[tuple[int, str, str, str, float]] = []
     with running_lab(control_planes=3, workers=1) as lab, tempfile.TemporaryDirectory() as tmp:
         ha = setup_ha(lab, bundle, Path(tmp))

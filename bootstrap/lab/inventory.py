@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from bootstrap.artifacts.bundle import default_bundle_dir
+from bootstrap.artifacts.bundle import MANIFEST, create_bundle, default_bundle_dir
 from bootstrap.artifacts.components import DEFAULT_RELEASE, Components, load_components
 from bootstrap.errors import RequirementError, UsageError
 from bootstrap.lab import registry
@@ -93,6 +93,23 @@ def host_has_capability(cap: int, status: str | None = None) -> bool:
     return True
 
 
+def lab_bundle_dir() -> Path:
+    """The offline bundle lab inventories point at (kbootstrap_bundle): the component build's when it
+    is built here, else Debian's packages only."""
+    components = lab_components()
+    version = components.release if components is not None else DEFAULT_KUBERNETES_VERSION
+    return default_bundle_dir(version, components)
+
+
+def ensure_lab_bundle() -> Path:
+    """lab_bundle_dir(), made if missing (tests and benchmarks; `make demo` runs `bundle create`)."""
+    path = lab_bundle_dir()
+    if not (path / MANIFEST).is_file():
+        components = lab_components()
+        create_bundle(path, components.release if components else DEFAULT_KUBERNETES_VERSION, components=components)
+    return path
+
+
 def lab_vars(lab: LabState) -> dict[str, Any]:
     components = lab_components()
     version = components.release if components is not None else DEFAULT_KUBERNETES_VERSION
@@ -103,7 +120,7 @@ def lab_vars(lab: LabState) -> dict[str, Any]:
         "lab_gateway": lab.bridge_ip,
         "lab_known_hosts": str(lab.known_hosts_path),
         "kube_version": version,
-        "kbootstrap_bundle": str(default_bundle_dir(version, components)),
+        "kbootstrap_bundle": str(lab_bundle_dir()),
         "kbootstrap_skip_phases": LAB_SKIP_PHASES_WITH_COMPONENTS if components else LAB_SKIP_PHASES,
         "kbootstrap_skip_reason": LAB_SKIP_REASON_WITH_COMPONENTS if components else LAB_SKIP_REASON,
         # Nodes pull through the lab registry (https, lab CA): registry.k8s.io and every registry

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.artifacts.bundle import MANIFEST, create_bundle, default_bundle_dir
-from bootstrap.lab.inventory import lab_components
+from bootstrap.lab.inventory import ensure_lab_bundle
 from bootstrap.lab.state import LabState
 from bootstrap.lab.testing import running_lab, skip_reason, unique_name
-from bootstrap.versions import DEFAULT_KUBERNETES_VERSION
 
 
 @pytest.fixture(scope="session")
@@ -54,11 +52,5 @@ def module_lab_factory(lab_host: None, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="session")
 def bundle() -> Path:
-    """The offline bundle lab inventories point at (kbootstrap_bundle), built once if missing: from the
-    pinned component build when it is built (as `make test` does), else Debian's packages only."""
-    components = lab_components()
-    version = components.release if components is not None else DEFAULT_KUBERNETES_VERSION
-    path = default_bundle_dir(version, components)
-    if not (path / MANIFEST).is_file():
-        create_bundle(path, version, components=components)
-    return path
+    """The offline bundle lab inventories point at (kbootstrap_bundle), built once if missing."""
+    return ensure_lab_bundle()

@@ -165,17 +165,6 @@ def ansible_fleet(fn: str, params: dict[str, Any], timeout: float = 600) -> tupl
 
 
 @pytest.fixture(scope="module")
-def bundle() -> Path:
-    from bootstrap.artifacts.bundle import MANIFEST, create_bundle, default_bundle_dir
-    from bootstrap.versions import DEFAULT_KUBERNETES_VERSION
-
-    path = default_bundle_dir(DEFAULT_KUBERNETES_VERSION)
-    if not (path / MANIFEST).is_file():
-        create_bundle(path, DEFAULT_KUBERNETES_VERSION)
-    return path
-
-
-@pytest.fixture(scope="module")
 def labs(module_lab_factory: Any, bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     if shutil.which("ansible-playbook") is None:
         pytest.skip("ansible-core is not installed (pip install ansible-core)")
