@@ -79,10 +79,10 @@ class APIClient:
                 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
                 cfg.verify_ssl = False
             elif self.ca_pem is not None:
-                cfg.ssl_ca_cert = _private_file(tmp, "ca.crt", self.ca_pem)
+                cfg.ssl_ca_cert = private_file(tmp, "ca.crt", self.ca_pem)
             if self.client_cert_pem and self.client_key_pem:
-                cfg.cert_file = _private_file(tmp, "client.crt", self.client_cert_pem)
-                cfg.key_file = _private_file(tmp, "client.key", self.client_key_pem)
+                cfg.cert_file = private_file(tmp, "client.crt", self.client_cert_pem)
+                cfg.key_file = private_file(tmp, "client.key", self.client_key_pem)
             if self.token:
                 cfg.api_key = {"authorization": self.token}
                 cfg.api_key_prefix = {"authorization": "Bearer"}
@@ -101,11 +101,11 @@ class APIClient:
             raise APIError(
                 f"{what}: the API server at {self.server} answered {exc.status} {exc.reason}".rstrip(),
                 status=int(exc.status or 0),
-                hint=_status_hint(int(exc.status or 0)),
+                hint=status_hint(int(exc.status or 0)),
             ) from None
         except urllib3.exceptions.HTTPError as exc:
             raise Unreachable(
-                f"{what}: unable to reach the API server at {self.server}: {_reason(exc)}",
+                f"{what}: unable to reach the API server at {self.server}: {http_reason(exc)}",
                 hint="check the endpoint and that kube-apiserver is running",
             ) from None
         except (ValueError, OSError) as exc:
@@ -161,7 +161,7 @@ class APIClient:
             self._call(f"failed to delete Node {name}", v1.delete_node, name)
 
 
-def _private_file(directory: str, name: str, data: bytes) -> str:
+def private_file(directory: str, name: str, data: bytes) -> str:
     path = os.path.join(directory, name)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
@@ -169,7 +169,7 @@ def _private_file(directory: str, name: str, data: bytes) -> str:
     return path
 
 
-def _reason(exc: Exception) -> str:
+def http_reason(exc: Exception) -> str:
     reason = getattr(exc, "reason", None) or exc
     text = str(reason)
     for known in (
@@ -185,7 +185,7 @@ def _reason(exc: Exception) -> str:
     return text.splitlines()[0][:200]
 
 
-def _status_hint(status: int) -> str | None:
+def status_hint(status: int) -> str | None:
     return {
         401: "the credentials were refused: an expired or deleted token, or a wrong client certificate",
         403: "the credentials are valid but not allowed to do this (RBAC)",

@@ -1,0 +1,1 @@
+"""A running cluster, through the official kubernetes client."""
