@@ -101,6 +101,11 @@ class KubeconfigView:
     client_cert_pem: bytes | None
     client_key_pem: bytes | None
     token: str | None
+    client_cert_file: str | None = None  # a path instead of embedded data (the kubelet's rotated cert)
+
+
+# kubeadm's kubelet-finalize points kubelet.conf at the kubelet's rotated client certificate.
+KUBELET_CLIENT_CURRENT = "/var/lib/kubelet/pki/kubelet-client-current.pem"
 
 
 def parse_kubeconfig(data: bytes, where: str = "kubeconfig") -> KubeconfigView:
@@ -120,6 +125,7 @@ def parse_kubeconfig(data: bytes, where: str = "kubeconfig") -> KubeconfigView:
             client_cert_pem=_unb64(auth.get("client-certificate-data")),
             client_key_pem=_unb64(auth.get("client-key-data")),
             token=auth.get("token"),
+            client_cert_file=auth.get("client-certificate"),
         )
     except (yaml.YAMLError, KeyError, TypeError, StopIteration, ValueError):
         raise PKIError(f"{where} is not a valid kubeconfig (no usable current-context)",
@@ -243,6 +249,28 @@ def kubeconfig_problem(data: bytes, where: str, want_server: str, want_user: Sub
     return None
 
 
+def finalized(data: bytes, where: str, want_server: str, ca: CertAndKey) -> bool:
+    """kubelet.conf as kubelet-finalize leaves it: the cluster's CA and server, and the kubelet's own
+    rotated client certificate file instead of embedded data (kept, not re-rendered)."""
+    try:
+        view = parse_kubeconfig(data, where)
+    except PKIError:
+        return False
+    return (view.client_cert_file == KUBELET_CLIENT_CURRENT and view.server == want_server
+            and view.ca_pem is not None and _der(view.ca_pem) == _der(cert_pem(ca.cert)))
+
+
+def finalize_kubelet_conf(data: bytes, where: str) -> bytes:
+    """kubeadm kubelet-finalize: the embedded client certificate and key replaced by the kubelet's
+    rotated one, so the kubelet renews its own credentials."""
+    view = parse_kubeconfig(data, where)
+    doc = view.doc
+    for entry in doc["users"]:
+        if entry["name"] == view.user:
+            entry["user"] = {"client-certificate": KUBELET_CLIENT_CURRENT, "client-key": KUBELET_CLIENT_CURRENT}
+    return dump_kubeconfig(doc)
+
+
 def _der(pem: bytes) -> bytes | None:
     try:
         return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
@@ -260,6 +288,9 @@ def ensure_kubeconfig(ctx: PKIContext, kdef: KubeconfigDef, ca: CertAndKey, keys
     existing = reader(ctx)(path)
     server, user = kdef.server(spec), kdef.user(spec)
     problem = None
+    if existing is not None and kdef is KUBELET and finalized(existing, path, server, ca):
+        put(ctx, path, existing, KUBECONFIG_MODE, "finalized: the kubelet's rotated client certificate")
+        return
     if existing is not None:
         problem = kubeconfig_problem(existing, path, server, user, spec.cluster_name, ca, ctx.now)
         if problem is None:

@@ -243,3 +243,21 @@ def test_user_kubeconfig_for_kubeconfig_user_command(tmp_path: Path) -> None:
     cert.verify_directly_issued_by(ca.cert)
     tok = kc.parse_kubeconfig(kc.user_kubeconfig(spec, ca, NOW, "bob", token="abcdef.0123456789abcdef"))
     assert tok.token == "abcdef.0123456789abcdef" and tok.client_cert_pem is None
+
+
+def test_finalized_kubelet_conf_is_kept_and_finalizing_is_idempotent(tmp_path: Path) -> None:
+    """kubelet-finalize points kubelet.conf at the rotated client certificate; the kubeconfig phase
+    keeps that form on a rerun instead of embedding a certificate again."""
+    from bootstrap.render.kubeconfig import KUBELET_CLIENT_CURRENT, finalize_kubelet_conf, parse_kubeconfig
+
+    spec = make_spec()
+    run(tmp_path, spec)
+    path = tmp_path / "etc/kubernetes/kubelet.conf"
+    finalized = finalize_kubelet_conf(path.read_bytes(), str(path))
+    view = parse_kubeconfig(finalized)
+    assert view.client_cert_file == KUBELET_CLIENT_CURRENT and view.client_cert_pem is None
+    assert finalize_kubelet_conf(finalized, str(path)) == finalized
+    path.write_bytes(finalized)
+    ctx = run(tmp_path, spec)
+    kept = [c for c in ctx.phase.changes if c.item.endswith("/kubelet.conf")]
+    assert [c.status.value for c in kept] == ["unchanged"] and path.read_bytes() == finalized
