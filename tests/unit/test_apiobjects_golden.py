@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import yaml
 from cryptography import x509
 from kubeadm_golden import (
     CASES,
@@ -185,3 +186,23 @@ def test_init_phases_as_kubeadm_lists_them(version: str) -> None:
         if not nested or parent in api:
             theirs_here.append((nested, name, help_))
     assert ours == theirs_here
+
+
+@pytest.mark.parametrize(("version", "case"), CASE_PARAMS)
+def test_print_manifest_templates(version: str, case: str) -> None:
+    """`--print-manifest` prints kubeadm's templates before decoding: the same objects, except what only
+    the API path adds (the kube-proxy ConfigMap's hash, proxy variables) and a literal readOnly: false."""
+    spec = spec_for(version, case)
+    printed = [d for d in yaml.safe_load_all(fixture(version, case, "print-coredns")) if d]
+    assert by_key(printed) == by_key(coredns.coredns_objects(spec))
+    printed = [d for d in yaml.safe_load_all(fixture(version, case, "print-kube-proxy")) if d]
+    ours = kubeproxy.kube_proxy_objects(spec, CUSTOM_KUBE_PROXY if case == "custom" else None)
+    ours[0]["metadata"].pop("annotations", None)
+    container = by_key(printed)[("DaemonSet", "kube-proxy")]["spec"]["template"]["spec"]["containers"][0]
+    assert {"mountPath": "/run/xtables.lock", "name": "xtables-lock", "readOnly": False} in container["volumeMounts"]
+    container["volumeMounts"] = [{k: val for k, val in m.items() if val is not False} for m in container["volumeMounts"]]
+    assert by_key(printed) == by_key(ours)
+
+
+def by_key(objs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in objs}
