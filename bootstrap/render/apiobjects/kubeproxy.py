@@ -192,7 +192,8 @@ def kube_proxy_image(spec: ClusterSpec) -> str:
 
 
 def kube_proxy_daemonset(spec: ClusterSpec) -> KubeObject:
-    """proxy_env: the *_proxy variables of the process running init (spec.proxy_env), sorted by name."""
+    """The container also gets the *_proxy variables kubeadm's own process had (spec.proxy_env),
+    sorted by name (kubeadm MergeKubeadmEnvVars)."""
     labels = {"k8s-app": KUBE_PROXY}
     env: list[dict[str, Any]] = [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]
     env += merge_env(spec.proxy_env)
