@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from bootstrap.render.manifests import to_yaml
+from bootstrap.render.podspec import to_yaml
 from bootstrap.spec.model import ClusterSpec
 
 KubeObject = dict[str, Any]
