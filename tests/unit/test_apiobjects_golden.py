@@ -29,7 +29,6 @@ from kubeadm_golden import (
     without_go_zero_values,
 )
 
-from bootstrap import versions
 from bootstrap.join import copycerts
 from bootstrap.join.tokens import CERT_TOKEN_TTL, Token, parse_rfc3339
 from bootstrap.pki.authority import spki_sha256
@@ -50,18 +49,6 @@ from bootstrap.spec.model import ClusterSpec
 CASE_PARAMS = [pytest.param(v, c, id=f"{v}-{c}") for v in VERSIONS for c in CASES]
 
 
-@pytest.fixture
-def kubelet_render_knows(monkeypatch: pytest.MonkeyPatch) -> None:
-    """bootstrap.render.kubelet reads spec.version; until bootstrap/versions.py lists v1.35-v1.37
-    (another branch adds them), let it parse them, with kubeadm's pins for those minors."""
-    pins = {35: ("3.10.1", "3.6.6-0", "v1.13.1"), 36: ("3.10.2", "3.6.8-0", "v1.14.2"),
-            37: ("3.10.2", "3.7.0-0", "v1.14.6")}
-    if versions.MAX_MINOR < 37:
-        monkeypatch.setattr(versions, "MAX_MINOR", 37)
-        for m, pin in pins.items():
-            monkeypatch.setitem(versions._PINNED, m, pin)
-
-
 def node_kubelet_config(spec: ClusterSpec) -> dict[str, Any]:
     config, _ = kubelet.kubelet_config(spec, systemd_resolved=False)  # the lab machine runs no systemd-resolved
     return config
@@ -72,7 +59,7 @@ def names(objs: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(("version", "case"), CASE_PARAMS)
-def test_upload_config(version: str, case: str, kubelet_render_knows: None) -> None:
+def test_upload_config(version: str, case: str) -> None:
     spec = spec_for(version, case)
     theirs = created(version, case, "upload-config")
     ours = uploadconfig.upload_config_objects(spec, node_kubelet_config(spec))
