@@ -57,4 +57,7 @@ JOIN = (
     .without(*(p.name for p in API_PHASES), validate_phase.PHASE.name)
 )
 
-__all__ = ["INIT", "JOIN", "RESET"]
+# Every phase of every workflow: what a skip list written for the cluster's whole life is checked against.
+ALL_TREES = Tree(tuple({p.name: p for t in (INIT, JOIN, RESET) for p in t}.values()))
+
+__all__ = ["ALL_TREES", "INIT", "JOIN", "RESET"]

@@ -42,12 +42,14 @@ def write_batch(files: Sequence[BatchFile], token: str | None = None) -> bytes:
             raise ValueError(f"not a file path: {f[0]}")
         latest[posixpath.normpath(f[0])] = f
     stage: dict[str, str] = {}  # target dir -> staging dir
+    first: dict[str, str] = {}  # target dir -> its first file (what an error names)
     staged: dict[str, str] = {}  # path -> staged path
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for path, (_, data, _, _) in latest.items():
             d, base = posixpath.split(path)
             st = stage.setdefault(d, posixpath.join(d, f".kb-{token}.tmp"))
+            first.setdefault(d, path)
             staged[path] = posixpath.join(st, base)
             info = tarfile.TarInfo(staged[path])
             info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
@@ -66,7 +68,8 @@ def write_batch(files: Sequence[BatchFile], token: str | None = None) -> bytes:
         "set -u",
         "umask 022",
         f"kb_fail() {{ rm -rf -- {stages}; echo \"kbootstrap: $1\" >&2; exit 1; }}",
-        f"mkdir -p -- {_q(stage)} || kb_fail 'cannot create parent directories'",
+        *(f"mkdir -p -- {shlex.quote(d)} || kb_fail {shlex.quote(f'cannot create the directory of {first[d]}')}"
+          for d in stage),
         f"mkdir -m 700 -- {stages} || kb_fail 'cannot create staging directories'",
         "tar -xPf - --no-same-owner || kb_fail 'cannot unpack files'",
     ]

@@ -16,6 +16,7 @@ from bootstrap.engine.phase import Tree
 from bootstrap.engine.result import RunResult
 from bootstrap.engine.runner import RunState
 from bootstrap.errors import KbootstrapError, UsageError
+from bootstrap.phases.tree import ALL_TREES
 from bootstrap.spec.inventory import Inventory, load_inventory
 from bootstrap.spec.model import ClusterSpec
 from bootstrap.transport.base import Target
@@ -48,8 +49,11 @@ def plan_fleet(opts: FleetOptions, tree: Tree, *, verify_bundle: bool = True) ->
     specs = node_specs(cluster, inv)
     from_inv = [str(s) for s in inv.vars.get("kbootstrap_skip_phases") or []]
     requested = tree.check_skip(opts.skip)
-    inventory_skip = tree.check_skip(from_inv, where="kbootstrap_skip_phases")
-    spec_skip = tree.check_skip(cluster.skip_phases, where="skipPhases")
+    # The inventory's and the config's skips are about the cluster's whole life (init, join, reset):
+    # checked against every tree, applied where the phase exists in this one.
+    here = set(tree.paths())
+    inventory_skip = ALL_TREES.check_skip(from_inv, where="kbootstrap_skip_phases") & here
+    spec_skip = ALL_TREES.check_skip(cluster.skip_phases, where="skipPhases") & here
     inv_reason = str(inv.vars.get("kbootstrap_skip_reason") or INVENTORY_SKIP_REASON)
     reasons = {p: inv_reason for p in inventory_skip} | {p: "--skip-phases" for p in requested | spec_skip}
     return FleetPlan(

@@ -17,10 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bootstrap.lab import ops
 from bootstrap.lab.state import LabState
 from bootstrap.lab.testing import sh
+from bootstrap.render.node import sandbox_image
+from bootstrap.spec.inventory import load_inventory
+from bootstrap.workflow.fleet_spec import fleet_cluster_spec
 
 pytestmark = pytest.mark.lab
 
@@ -80,8 +84,9 @@ def test_first_run_provisions_every_host(cluster: dict[str, Any]) -> None:
         assert host["failed"] is False and host["error"] is None, name
         assert host["changed"] > 0
     # The lab inventory says which phases it skips, and why; the report repeats it.
-    assert set(report["skipped_phases"]) == {"binaries/kubelet", "binaries/kubeadm", "kubelet-start"}
-    assert all("no kubelet or kubeadm binary" in r for r in report["skipped_phases"].values())
+    lab_vars = yaml.safe_load((Path(cluster["lab"].inventory_dir) / "group_vars/all/lab.yml").read_text())
+    assert set(report["skipped_phases"]) == set(lab_vars["kbootstrap_skip_phases"])
+    assert set(report["skipped_phases"].values()) == {lab_vars["kbootstrap_skip_reason"]}
 
 
 def test_etcd_has_three_healthy_members_over_mtls(cluster: dict[str, Any]) -> None:
@@ -106,7 +111,7 @@ def test_containerd_runs_with_systemd_cgroups_everywhere(cluster: dict[str, Any]
         assert code == 0
         lines = out.split()
         assert lines[0] == "active" and lines[1] == "1" and "sock" in lines
-        assert '"registry.k8s.io/pause:3.10.1"' in out
+        assert f'"{sandbox_image(fleet_cluster_spec({}, load_inventory(str(cluster["inventory"]))))}"' in out
         assert out.strip().splitlines()[3] == "1"
 
 

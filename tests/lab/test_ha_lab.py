@@ -290,7 +290,7 @@ def test_ansible_loadbalancer_role_in_vip_mode_finds_the_same_state(ha: dict[str
     VIP's holder on the first control plane as over SSH."""
     if shutil.which("ansible-playbook") is None:
         pytest.skip("ansible-core is not installed (pip install ansible-core)")
-    from bootstrap.transport.ansible import run_playbook
+    from bootstrap.ansible.playbook import run_playbook
 
     lab, vip = ha["lab"], ha["vip"]
     holders = wait_for(lambda: vip_holders(lab, vip, cps(lab)), 20)
