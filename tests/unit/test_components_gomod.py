@@ -169,6 +169,22 @@ def test_a_kubeadm_only_release_builds_kubeadm_alone() -> None:
         Release("v1.35.4")  # a full release names its crictl
 
 
+def test_kube_router_is_a_unit_of_every_full_release() -> None:
+    from components.kubeadm_pins import KubeadmPins
+    from components.releases import KUBE_ROUTER, KUBEADM_ONLY, Release
+
+    release = Release("v1.37.2", cri_tools="v1.37.0")
+    units = {u.name: u for u in units_for(release, KubeadmPins("v1.37.2", "3.7.0-0", "v1.14.6", "3.10.2"))}
+    unit = units["kube-router"]
+    assert (unit.module, unit.version) == ("github.com/cloudnativelabs/kube-router/v2", KUBE_ROUTER)
+    assert [unit.output_name(t) for t in unit.tools] == ["kube-router", "gobgp"]
+    ((group, packages),) = group_packages(unit, list(unit.tools))  # one go build for both
+    assert not group.cgo and sorted(packages) == sorted(unit.tools)
+    stamp = "-X github.com/cloudnativelabs/kube-router/v2/pkg/version"
+    assert group.ldflags == (f"{stamp}.Version={KUBE_ROUTER}", f"{stamp}.BuildDate={{build_date}}")
+    assert [u.name for u in units_for(Release("v1.35.4", scope=KUBEADM_ONLY), None)] == ["kubernetes"]
+
+
 TIDY_OUTPUT = """\
 go: finding module for package go.opentelemetry.io/otel/exporters/otlp/otlptrace
 go: finding module for package github.com/Azure/go-ansiterm/winterm
