@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 DEB_PACKAGES := debootstrap systemd-container dnsmasq-base nftables iproute2 etcd-server etcd-client openssl \
   haproxy keepalived openssh-client \
-  gcc libc6-dev libseccomp-dev busybox-static iptables ipset conntrack skopeo file docker-registry
+  gcc libc6-dev libseccomp-dev busybox-static iptables ipset conntrack kmod ipvsadm skopeo file docker-registry
 # Only to check the Vagrantfile (no hypervisor here). Their recommends are ~330 more packages (qemu,
 # libguestfs, an NFS server, exim4) that enable services: installed without them.
 DEB_PACKAGES_NO_RECOMMENDS := vagrant vagrant-libvirt

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 _BLOCK_RE = re.compile(r"^(require|replace|tool|exclude)\s*\(\s*$")
 _COMMENT_RE = re.compile(r"//.*$")
+# `go mod tidy` when no module in the build list provides an imported package: it takes @latest.
+_FOUND_RE = re.compile(r"^go: found (\S+) in (\S+) (\S+)$", re.MULTILINE)
 
 
 @dataclass(frozen=True, order=True)
@@ -84,6 +86,23 @@ def module_of(package: str, text: str) -> tuple[str, str]:
         if r.old_path == module and r.old_version in (None, version) and r.new_version:
             version = r.new_version if r.new_path == module else f"{r.new_path}@{r.new_version}"
     return module, version
+
+
+def semver_key(version: str) -> tuple[object, ...]:
+    """A sort key giving Go's version order: vX.Y.Z, a release after its pre-releases (pseudo-versions
+    are pre-releases), numeric identifiers before alphanumeric ones; +build metadata ignored."""
+    core, _, pre = version.removeprefix("v").split("+", 1)[0].partition("-")
+    numbers = tuple(int(p) if p.isdigit() else 0 for p in core.split("."))
+    if not pre:
+        return (numbers, 1, ())
+    idents = tuple((0, int(i), "") if i.isdigit() else (1, 0, i) for i in pre.split("."))
+    return (numbers, 0, idents)
+
+
+def resolved_to_latest(tidy_output: str) -> dict[str, str]:
+    """Modules `go mod tidy` looked up at their latest version ("go: found PKG in MODULE VERSION"),
+    because no module in the build list provided a package: {module: the version it took}."""
+    return {m[2]: m[3] for m in _FOUND_RE.finditer(tidy_output)}
 
 
 def tools(text: str) -> list[str]:

@@ -99,10 +99,20 @@ class GoTool:
         if m:
             raise ModuleRefused(m[1], m[2], m[3].strip(), log=str(self.log.path))
 
-    def tidy(self, cwd: Path) -> None:
+    def tidy(self, cwd: Path) -> str:
+        """`go mod tidy`; returns its output (gomod.resolved_to_latest reads what it looked up)."""
         rc, out = self.log.run([self.go, "mod", "tidy"], cwd=cwd, env=self.env(goflags="-mod=mod"), check=False)
         if rc != 0:
             self._fail(f"go mod tidy in {cwd}", rc, out)
+        return out
+
+    def build_list(self, cwd: Path) -> dict[str, str]:
+        """`go list -m all` where CWD holds an upstream module's go.mod and go.sum: the version of every
+        module that upstream's own build uses (the main module, which has none, left out)."""
+        _, out = self.log.run([self.go, "list", "-m", "-f", "{{.Path}} {{.Version}}", "all"], cwd=cwd,
+                              env=self.env(goflags="-mod=mod"), stderr_apart=True, what=f"go list -m all in {cwd}")
+        return {path: version for path, _, version in (line.partition(" ") for line in out.splitlines())
+                if version and version != "<no value>"}
 
     def _fail(self, what: str, rc: int, output: str) -> None:
         self._raise_refused(output)

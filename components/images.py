@@ -13,6 +13,13 @@
   CMD ["/usr/local/bin/etcd"].
 - coredns (its Dockerfile): /coredns with cap_net_bind_service, user nonroot (65532), ENTRYPOINT ["/coredns"].
 - pause (build/pause/Dockerfile): FROM scratch, /pause, USER 65535:65535, ENTRYPOINT ["/pause"].
+- kube-router (its Dockerfile): /usr/local/bin/kube-router and gobgp, WORKDIR /root,
+  ENTRYPOINT ["/usr/local/bin/kube-router"], under the reference Kubespray deploys
+  (kube_router_image_repo docker.io/cloudnativelabs/kube-router, tag vVERSION). kube-router execs
+  iptables/ip6tables(-save/-restore) (go-iptables and its own restore calls), ipset, ip (routes,
+  rules, tunnels), conntrack (UDP graceful termination) and modprobe (br_netfilter, fou): kube-proxy's
+  netfilter layer (the same layer, stored once) plus a layer with Debian's iproute2, kmod and
+  ipvsadm (upstream's image has ipvsadm for inspection; kube-router itself programs IPVS over netlink).
 - busybox: a lab-owned test image with a shell, wget, nslookup, nc and httpd (Debian's busybox-static).
 Every image but pause has a small distroless-like base layer (passwd/group with root, nobody and
 nonroot, /tmp); it is the same layer, so containerd stores it once.
@@ -36,6 +43,10 @@ REGISTRY = "registry.k8s.io"
 TEST_REGISTRY = "kbootstrap.test"
 # Packages whose files make up kube-proxy's (and flannel's) netfilter userland.
 NETFILTER_PACKAGES = ("iptables", "nftables", "ipset", "conntrack")
+# kube-router's image: Kubespray's kube_router_image_repo (docker_image_repo is docker.io), tag vVERSION.
+KUBE_ROUTER_REPOSITORY = "docker.io/cloudnativelabs/kube-router"
+# What kube-router execs beyond the netfilter tools (ip, modprobe), and ipvsadm as its Dockerfile has.
+KUBE_ROUTER_PACKAGES = ("iproute2", "kmod", "ipvsadm")
 # Debian's iptables postinst: update-alternatives makes the nft variants the default (priority 20).
 IPTABLES_ALTERNATIVES = {
     "/usr/sbin/iptables": "iptables-nft",
@@ -99,8 +110,10 @@ def _bin(binaries: Mapping[str, Artifact], release_dir: Path, name: str, image_p
     return Entry(image_path, mode=0o755, source=release_dir / a.path, content_id=a.sha256, xattrs=xattrs or {})
 
 
-def _debian_layer(roots: Sequence[str]) -> tuple[tuple[Entry, ...], tuple[Source, ...]]:
-    packages = debian.closure(roots)
+def _debian_layer(roots: Sequence[str], below: Sequence[Source] = ()) -> tuple[tuple[Entry, ...], tuple[Source, ...]]:
+    """The files of `roots` and their dependencies, less the packages a lower layer (`below`) has."""
+    present = {s.debian for s in below}
+    packages = [p for p in debian.closure(roots) if p.name not in present]
     return tuple(debian.entries(packages)), tuple(Source(p.version, debian=p.name) for p in packages)
 
 
@@ -174,6 +187,20 @@ def kubernetes_images(
     plans.append(ImagePlan(
         "busybox", f"{TEST_REGISTRY}/busybox:{debian.image_tag(busybox_source.version)}", busybox_source.version,
         busybox_source, (busybox_source,), (BASE_LAYER, busybox), ImageConfig(cmd=("sh",)),
+    ))
+
+    kube_router = binaries["kube-router"]
+    tools, tools_sources = _debian_layer(KUBE_ROUTER_PACKAGES, below=netfilter_sources)
+    plans.append(ImagePlan(
+        "kube-router", f"{KUBE_ROUTER_REPOSITORY}:{kube_router.version}", kube_router.version,
+        Source(kube_router.source.version, module=kube_router.source.module),
+        (kube_router.source, binaries["gobgp"].source, *netfilter_sources, *tools_sources),
+        (BASE_LAYER, netfilter + alternatives, tools, (
+            _bin(binaries, release_dir, "kube-router", "/usr/local/bin/kube-router"),
+            _bin(binaries, release_dir, "gobgp", "/usr/local/bin/gobgp"),
+            Entry("/var/lib/gobgp", kind="dir", mode=0o755),
+        )),
+        ImageConfig(entrypoint=("/usr/local/bin/kube-router",), working_dir="/root"),
     ))
 
     if flannel_module_dir is not None:

@@ -59,18 +59,35 @@ def pin_unit(release: Release, unit: GoUnit, unit_dir: Path, go: GoTool, scratch
     if not tools:
         raise NotPinned(f"{unit.name}: nothing to build")
     go_versions = [v for v in (gomod.go_directive(t) for t in upstream) if v]
-    text = gomod.render(
-        module=unit_module_path(release, unit),
-        go_version=max(go_versions, key=_go_version_key) if go_versions else "1.26",
-        require={m: unit.version for m in unit.upstream_modules},
-        replace=gomod.carried_replaces(upstream, unit.local_replace_version or unit.version),
-        tool=tools,
-    )
+
+    def render(seed: dict[str, str]) -> str:
+        return gomod.render(
+            module=unit_module_path(release, unit),
+            go_version=max(go_versions, key=_go_version_key) if go_versions else "1.26",
+            require={**seed, **{m: unit.version for m in unit.upstream_modules}},
+            replace=gomod.carried_replaces(upstream, unit.local_replace_version or unit.version),
+            tool=tools,
+        )
+
     # Tidied in scratch and copied in after: a failed pin (a refused module) leaves the old files.
     work = scratch / "units" / unit.name
     work.mkdir(parents=True)
-    (work / "go.mod").write_text(text)
-    go.tidy(work)
+    (work / "go.mod").write_text(render({}))
+    latest = gomod.resolved_to_latest(go.tidy(work))
+    if latest:
+        # Some module the upstream build uses is missing from what its go.mod tells a dependent
+        # (graph pruning: kube-router v2.1.0 leaves out otlptrace, proto/otlp, backoff, go-ansiterm),
+        # and tidy took the module's latest version, which raises half the build list through MVS
+        # (gRPC v1.62 -> v1.84). Those modules are required at upstream's own build-list versions.
+        wanted = _upstream_build_list(unit, infos, go, scratch)
+        unknown = sorted(set(latest) - set(wanted))
+        if unknown:
+            raise NotPinned(f"{unit.name}: go mod tidy took the latest {', '.join(unknown)}, which upstream's "
+                            "build list does not have")
+        (work / "go.mod").write_text(render({m: wanted[m] for m in latest}))
+        again = gomod.resolved_to_latest(go.tidy(work))
+        if again:
+            raise NotPinned(f"{unit.name}: go mod tidy still takes the latest {', '.join(sorted(again))}")
     tidied = gomod.requires((work / "go.mod").read_text())
     for m in unit.upstream_modules:
         if tidied.get(m) != unit.version:
@@ -78,6 +95,21 @@ def pin_unit(release: Release, unit: GoUnit, unit_dir: Path, go: GoTool, scratch
     unit_dir.mkdir(parents=True, exist_ok=True)
     for name in ("go.mod", "go.sum"):
         shutil.copyfile(work / name, unit_dir / name)
+
+
+def _upstream_build_list(unit: GoUnit, infos: Sequence[ModuleInfo], go: GoTool, scratch: Path) -> dict[str, str]:
+    """The versions upstream's own builds use (`go list -m all` on each upstream go.mod + go.sum);
+    where two upstream modules of a unit differ, the higher (what MVS would pick)."""
+    out: dict[str, str] = {}
+    for info in infos:
+        d = scratch / "upstream" / unit.name / info.path.replace("/", "_")
+        d.mkdir(parents=True)
+        shutil.copyfile(info.gomod, d / "go.mod")
+        if (info.dir / "go.sum").is_file():
+            shutil.copyfile(info.dir / "go.sum", d / "go.sum")
+        for m, v in go.build_list(d).items():
+            out[m] = max(out.get(m, v), v, key=gomod.semver_key)
+    return out
 
 
 def pin_release(

@@ -19,6 +19,12 @@ KUBEADM_ONLY = "kubeadm-only"  # the kubeadm binary alone (for version-skew work
 CONTAINERD = "v2.3.7"
 RUNC = "v1.5.3"  # containerd v2.3.7 is tested with runc v1.5.2 (script/setup/runc-version); 1.5.3 is its patch
 CNI_PLUGINS = "v1.10.0"
+# The pod network (Kubespray's kube_network_plugin: kube-router). v2.1.0 is the only version of
+# github.com/cloudnativelabs/kube-router/v2 the Go module proxy lists; v2.11.1 (the newest upstream
+# tag) and v2.1.1 (Kubespray's kube_router_version) are refused (403). It is built with client-go
+# v0.29.2 and uses only GA APIs (core/v1, discovery/v1 EndpointSlices, networking/v1
+# NetworkPolicies), which v1.36 and v1.37 API servers still serve.
+KUBE_ROUTER = "v2.1.0"
 # flannel is built only on request (`--with flannel`): v0.28.10's main.go imports its tencentvpc
 # backend unconditionally, which needs github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/vpc
 # v1.3.188, and the Go module proxy refuses that module (403). No substitute is used.
@@ -34,6 +40,7 @@ class Release:
     containerd: str = CONTAINERD
     runc: str = RUNC
     cni_plugins: str = CNI_PLUGINS
+    kube_router: str = KUBE_ROUTER
     flannel: str = FLANNEL
 
     def __post_init__(self) -> None:

@@ -253,6 +253,29 @@ def runc_unit(version: str) -> GoUnit:
     )
 
 
+KUBE_ROUTER_MODULE = "github.com/cloudnativelabs/kube-router/v2"
+GOBGP = "github.com/osrg/gobgp/v3/cmd/gobgp"
+
+
+def kube_router_unit(version: str) -> GoUnit:
+    # Makefile `kube-router`: CGO_ENABLED=0 go build -ldflags "-X pkg/version.Version=$(git describe
+    # --tags) -X pkg/version.BuildDate=..." (no -s -w); `gobgp`: CGO_ENABLED=0 go install
+    # github.com/osrg/gobgp/v3/cmd/gobgp@$(GOBGP_VERSION), the version kube-router's go.mod requires
+    # (v3.23.0 for v2.1.0), so here it is a tool of the same module graph. The image carries both.
+    stamp = f"{KUBE_ROUTER_MODULE}/pkg/version"
+    return GoUnit(
+        name="kube-router",
+        component="kube-router",
+        module=KUBE_ROUTER_MODULE,
+        version=version,
+        tools=(f"{KUBE_ROUTER_MODULE}/cmd/kube-router", GOBGP),
+        # One `go build` for both (shared packages compile once); the -X flags name kube-router's
+        # package only, which gobgp does not link, so gobgp is built as upstream builds it.
+        groups=(BuildGroup(packages=None, ldflags=(f"-X {stamp}.Version={version}",
+                                                   f"-X {stamp}.BuildDate={BUILD_DATE}")),),
+    )
+
+
 def flannel_unit(version: str) -> GoUnit:
     # Makefile dist/flanneld on amd64: CGO_ENABLED=1 (the UDP backend is cgo), -s -w,
     # -X pkg/version.Version, -extldflags -static. Upstream links against musl (Alpine); against
@@ -297,6 +320,7 @@ def units_for(release: Release, pins: KubeadmPins | None, extra: Sequence[str] =
         *optional,
         etcd_unit(pins.etcd_version),
         coredns_unit(pins.coredns_version),
+        kube_router_unit(release.kube_router),
         containerd_unit(release.containerd),
         kubernetes_unit(release),
     ]

@@ -51,6 +51,14 @@ def _run(*argv: str | Path, timeout: float = 120) -> str:
     return proc.stdout
 
 
+def _output(*argv: str | Path, timeout: float = 120) -> str:
+    """stdout and stderr together (kube-router prints its version on stderr)."""
+    proc = subprocess.run([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout, check=False)
+    assert proc.returncode == 0, f"{argv}: exit {proc.returncode}\n{proc.stdout}"
+    return proc.stdout
+
+
 def has_interpreter(path: Path) -> bool:
     """True when an ELF64 executable names a dynamic loader (PT_INTERP): not static."""
     with path.open("rb") as f:
@@ -76,6 +84,10 @@ def test_versions_are_stamped(built: Components) -> None:
     assert built.binaries["containerd"].version in _run(built.binary("containerd"), "--version")
     assert f"runc version {built.binaries['runc'].version.removeprefix('v')}" in _run(built.binary("runc"), "--version")
     assert "libseccomp: 2." in _run(built.binary("runc"), "--version")  # built with the seccomp tag
+    kube_router = built.binaries["kube-router"]
+    assert f" version {kube_router.version}, built on " in _output(kube_router.path, "--version")
+    gobgp = built.binaries["gobgp"].source.version  # the gobgp module kube-router's go.mod requires
+    assert _run(built.binary("gobgp"), "--version").strip() == f"gobgp version {gobgp.removeprefix('v')}"
 
 
 def test_kubeadm_images_are_all_built(built: Components) -> None:
@@ -190,3 +202,27 @@ def test_ctr_imports_and_runs_the_images(built: Components, containerd: list[str
         _run(*containerd, "run", "--rm", "--privileged", *runc, proxy, f"kp-{os.getpid()}", *argv)
     version = _run(*containerd, "run", "--rm", *runc, proxy, f"kp-{os.getpid()}", "/usr/local/bin/kube-proxy", "--version")
     assert version.strip() == f"Kubernetes {built.release}"
+
+
+def test_kube_router_image_runs_the_tools_it_execs(built: Components, containerd: list[str]) -> None:
+    """kube-router execs its tools by name (PATH), as here: iptables/ip6tables with -save/-restore,
+    ipset, ip (routes, policy rules), conntrack and modprobe; ipvsadm and gobgp are for inspection,
+    as in upstream's image. Run privileged in the container's own network namespace."""
+    archive = built.images["kube-router"]
+    assert archive.image == f"docker.io/cloudnativelabs/kube-router:{archive.version}"
+    _run(*containerd, "images", "import", archive.path)
+    run = [*containerd, "run", "--rm", "--privileged", "--runc-binary", str(built.binary("runc")), archive.image,
+           f"kr-{os.getpid()}"]
+    assert f" version {archive.version}, built on " in _output(*run, "/usr/local/bin/kube-router", "--version")
+    # (ctr adds its own warnings on stderr, e.g. about cgroup v1: lines are matched, not the whole output)
+    assert any(line.startswith("ipset v7.") for line in _output(*run, "ipset", "--version").splitlines())
+    assert "(nf_tables)" in _output(*run, "iptables", "--version")
+    assert "(nf_tables)" in _output(*run, "ip6tables-restore", "--version")
+    for argv in (["iptables", "-w", "-L", "-n"], ["iptables-save"], ["ip6tables-save"], ["ipset", "list"],
+                 ["conntrack", "-L"], ["ip", "-V"], ["ip", "rule", "list"], ["ip", "route", "show", "table", "all"],
+                 ["modprobe", "--version"], ["gobgp", "--version"]):
+        _output(*run, *argv)
+    # ipvsadm asks the kernel for IPVS even for --version; a kernel without ip_vs (as this machine's
+    # may be) answers "Protocol not available", which still shows the binary and its libraries load.
+    proc = subprocess.run([*run, "ipvsadm", "--version"], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0 or "Can't initialize ipvs" in proc.stderr, proc.stderr

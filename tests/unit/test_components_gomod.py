@@ -167,3 +167,102 @@ def test_a_kubeadm_only_release_builds_kubeadm_alone() -> None:
     assert unit.local_replace_version == "v0.35.4"
     with pytest.raises(ValueError, match="cri_tools"):
         Release("v1.35.4")  # a full release names its crictl
+
+
+def test_kube_router_is_a_unit_of_every_full_release() -> None:
+    from components.kubeadm_pins import KubeadmPins
+    from components.releases import KUBE_ROUTER, KUBEADM_ONLY, Release
+
+    release = Release("v1.37.2", cri_tools="v1.37.0")
+    units = {u.name: u for u in units_for(release, KubeadmPins("v1.37.2", "3.7.0-0", "v1.14.6", "3.10.2"))}
+    unit = units["kube-router"]
+    assert (unit.module, unit.version) == ("github.com/cloudnativelabs/kube-router/v2", KUBE_ROUTER)
+    assert [unit.output_name(t) for t in unit.tools] == ["kube-router", "gobgp"]
+    ((group, packages),) = group_packages(unit, list(unit.tools))  # one go build for both
+    assert not group.cgo and sorted(packages) == sorted(unit.tools)
+    stamp = "-X github.com/cloudnativelabs/kube-router/v2/pkg/version"
+    assert group.ldflags == (f"{stamp}.Version={KUBE_ROUTER}", f"{stamp}.BuildDate={{build_date}}")
+    assert [u.name for u in units_for(Release("v1.35.4", scope=KUBEADM_ONLY), None)] == ["kubernetes"]
+
+
+TIDY_OUTPUT = """\
+go: finding module for package go.opentelemetry.io/otel/exporters/otlp/otlptrace
+go: finding module for package github.com/Azure/go-ansiterm/winterm
+go: downloading github.com/cenkalti/backoff/v4 v4.3.0
+go: found go.opentelemetry.io/otel/exporters/otlp/otlptrace in go.opentelemetry.io/otel/exporters/otlp/otlptrace v1.47.0
+go: found github.com/Azure/go-ansiterm in github.com/Azure/go-ansiterm v0.0.0-20261006220739-8c912ac31dd4
+go: found github.com/Azure/go-ansiterm/winterm in github.com/Azure/go-ansiterm v0.0.0-20261006220739-8c912ac31dd4
+"""
+
+
+def test_modules_tidy_took_at_latest_are_read_from_its_output() -> None:
+    assert gomod.resolved_to_latest(TIDY_OUTPUT) == {
+        "go.opentelemetry.io/otel/exporters/otlp/otlptrace": "v1.47.0",
+        "github.com/Azure/go-ansiterm": "v0.0.0-20261006220739-8c912ac31dd4",
+    }
+    assert gomod.resolved_to_latest("go: downloading k8s.io/api v0.37.2\n") == {}
+
+
+def test_semver_order_is_go_version_order() -> None:
+    ordered = ["v0.0.0-20210617225240-d185dfc1b5a1", "v0.0.0-20261006220739-8c912ac31dd4", "v1.0.0-alpha",
+               "v1.0.0-alpha.1", "v1.0.0-beta.2", "v1.0.0-beta.11", "v1.0.0-rc.1", "v1.0.0", "v1.9.3", "v1.10.0",
+               "v25.0.3+incompatible"]
+    assert sorted(reversed(ordered), key=gomod.semver_key) == ordered
+
+
+class _FakeGo:
+    """GoTool's pin-time calls: the first tidy takes one module at its latest, as `go mod tidy` does
+    when an upstream go.mod (read as a dependency's) leaves that module out."""
+
+    def __init__(self, root: Path, upstream: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.tidied: list[str] = []
+        self.upstream = {"example.com/dep": "v1.2.0", "example.com/missing": "v1.1.0"} if upstream is None else upstream
+
+    def download(self, cwd: Path, specs: list[str]) -> list[object]:
+        from components.gotool import ModuleInfo
+
+        (spec,) = specs
+        path, version = spec.split("@")
+        d = self.root / "mod"
+        d.mkdir(exist_ok=True)
+        (d / "go.mod").write_text(f"module {path}\n\ngo 1.21\n\nrequire example.com/dep v1.2.0\n")
+        (d / "go.sum").write_text("")
+        return [ModuleInfo(path, version, d, d / "go.mod", None)]
+
+    def tidy(self, cwd: Path) -> str:
+        self.tidied.append((cwd / "go.mod").read_text())
+        (cwd / "go.sum").write_text("")
+        if "example.com/missing" in self.tidied[-1]:
+            return ""
+        return "go: found example.com/missing/pkg in example.com/missing v9.0.0\n"
+
+    def build_list(self, cwd: Path) -> dict[str, str]:
+        assert (cwd / "go.mod").read_text().startswith("module example.com/up")
+        return self.upstream
+
+
+FAKE_UNIT = GoUnit(name="up", component="up", module="example.com/up", version="v1.0.0",
+                   groups=(BuildGroup(packages=None),), tools=("example.com/up/cmd/up",))
+
+
+def test_a_module_tidy_took_at_latest_is_pinned_at_upstreams_version(tmp_path: Path) -> None:
+    from components.pin import pin_unit
+    from components.releases import Release
+
+    go = _FakeGo(tmp_path)
+    pin_unit(Release("v1.37.2", cri_tools="v1.37.0"), FAKE_UNIT, tmp_path / "out", go, tmp_path / "scratch")  # type: ignore[arg-type]
+    assert len(go.tidied) == 2
+    assert gomod.requires(go.tidied[1]) == {"example.com/missing": "v1.1.0", "example.com/up": "v1.0.0"}
+    assert gomod.requires((tmp_path / "out" / "go.mod").read_text())["example.com/missing"] == "v1.1.0"
+
+
+def test_a_module_upstream_never_used_stops_the_pin(tmp_path: Path) -> None:
+    from components.errors import NotPinned
+    from components.pin import pin_unit
+    from components.releases import Release
+
+    go = _FakeGo(tmp_path, upstream={"example.com/dep": "v1.2.0"})
+    with pytest.raises(NotPinned, match=r"took the latest example\.com/missing"):
+        pin_unit(Release("v1.37.2", cri_tools="v1.37.0"), FAKE_UNIT, tmp_path / "out", go, tmp_path / "scratch")  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()  # a failed pin writes nothing
