@@ -6,7 +6,7 @@ own), wraps Ansible's connection to the host in a Target (AnsibleTarget), and ru
 
 - `PHASE` (`kernel`, `certs`, `etcd`...): the phase's work on this host (`run_host_phases`);
 - `PHASE:before` / `PHASE:after`: the phase's cluster step (the shared CAs before certs, etcd health
-  after etcd, who holds the VIP after loadbalancer, the bootstrap token before tls-bootstrap), on
+  after etcd, who holds the VIP after loadbalancer, the bootstrap token before join-workers), on
   the host the role runs it on; what the SSH transport learns across hosts comes here as facts;
 - `validate/netcheck:facts`, `validate/netcheck`, `validate/nodes`, and `reset`.
 
@@ -25,7 +25,9 @@ from bootstrap.engine.phase import Phase, Tree
 from bootstrap.engine.result import HostReport, PhaseResult, Status
 from bootstrap.engine.runner import SKIPPED, RunState, has_host_work, run_host_phases
 from bootstrap.errors import KbootstrapError, UsageError
-from bootstrap.phases import certs, etcd, join, loadbalancer
+from bootstrap.join.tokens import parse_token
+from bootstrap.phases import certs, etcd, join, loadbalancer, worker_join
+from bootstrap.phases.bootstrap_token import JoinToken, join_token
 from bootstrap.phases.reset import RESET, ResetOptions
 from bootstrap.phases.tree import INIT, JOIN
 from bootstrap.spec.inventory import InventoryHost, ansible_bool
@@ -38,7 +40,7 @@ from bootstrap.workflow.join import join_state
 from bootstrap.workflow.options import Events, FleetOptions
 from bootstrap.workflow.session import FleetPlan, plan_fleet, run_state
 
-HOOK_STEPS = ("certs:before", "etcd:after", "loadbalancer:after", "tls-bootstrap:before")
+HOOK_STEPS = ("certs:before", "etcd:after", "loadbalancer:after", "join-workers:before")
 OTHER_STEPS = ("validate/netcheck:facts", "validate/netcheck", "validate/nodes", "reset")
 # Steps that ship bundle content to nodes verify the bundle's checksums on the controller; the others
 # only read its manifest (hashing ~100 files in every task on every host was a fifth of a rerun).
@@ -77,7 +79,7 @@ class StepInput:
     play_hosts: tuple[str, ...] = ()  # every host of the play (reset: the whole etcd cluster goes?)
     shared_sources: Mapping[str, str] = field(default_factory=dict)  # control plane -> where its CAs came from
     source: str | None = None  # scale.yml: the running control plane this (delegated) task talks to
-    join_token: str | None = None  # scale.yml: the token the tls-bootstrap:before step registered
+    join_token: str | None = None  # the token the join-workers:before step found or registered
     join_token_note: str = ""
     join: bool = False  # scale.yml: the play's hosts join a running cluster (the join tree)
     netcheck_facts: Mapping[str, str] = field(default_factory=dict)  # host -> its netcheck facts script output
@@ -166,14 +168,15 @@ def load(inp: StepInput, step: str, target: Target) -> Step:
     first = plan.inv.control_planes()[0].name
     join_info = None
     if inp.join:
-        join_info = join_state(plan.inv, list(inp.play_hosts) or [inp.host], inp.join_token)
+        join_info = join_state(plan.inv, list(inp.play_hosts) or [inp.host])
         join_info.etcd_from_node = True
-        join_info.token_note = inp.join_token_note
         first = inp.source or join_info.source_cp
     run = run_state(plan, [host.name], {host.name: ReadAheadTarget(target)}, opts, Events(), first_control_plane=first)
     run.put_slot(certs.SharedPKI(store=Path(plan.pki_dir)))
     if join_info is not None:
         run.put_slot(join_info)
+    if inp.join_token:
+        run.put_slot(JoinToken(token=parse_token(inp.join_token), note=inp.join_token_note))
     return Step(inp, plan, tree, run, host)
 
 
@@ -191,7 +194,7 @@ def run_step(step: str, inp: StepInput, target: Target) -> dict[str, Any]:
             "certs:before": _shared_pki,
             "etcd:after": _etcd_health,
             "loadbalancer:after": _vip_report,
-            "tls-bootstrap:before": _join_token,
+            "join-workers:before": _join_token,
             "validate/netcheck:facts": _netcheck_facts,
             "validate/netcheck": _netcheck,
             "validate/nodes": _validate,
@@ -249,7 +252,7 @@ def _phase(s: Step, phase: Phase) -> dict[str, Any]:
     if step in s.plan.skip:
         reason = s.plan.reasons.get(step, SKIPPED)
         return _result(host.name, step, [PhaseResult(step, skipped_reason=reason)])
-    if step in ("certs", "kubeconfig", join.TLS_BOOTSTRAP):
+    if step in ("certs", "kubeconfig", worker_join.PHASE.name):
         _load_shared(s)
     if step == "kubeconfig" and s.inp.check_mode and "certs" not in s.plan.skip:
         # A dry run writes nothing: over SSH the kubeconfig phase finds what certs would have written
@@ -343,19 +346,19 @@ def _reset(s: Step) -> dict[str, Any]:
 
 
 def _join_token(s: Step) -> dict[str, Any]:
-    """Once, delegated to a running control plane: register the bootstrap token with its API server
-    (or say why not: the kubelet's TLS bootstrap then waits for it), as `join -i` does."""
-    if not s.inp.join:
-        raise UsageError("the tls-bootstrap:before step belongs to scale.yml", hint="set kbootstrap_join: true")
-    info = s.run.slot(join.JoinState)
-    info.source_cp = s.inp.source or info.source_cp
-    s.run.targets[info.source_cp] = s.ctx.target  # delegated to the source: this is its connection
-    join.register_tokens(s.run, [])
+    """Once, delegated to a running control plane, when a worker still has to join: the bootstrap
+    token the workers use (found or made through its API, as `init -i` / `join -i` do), handed to
+    their steps as a fact (the task is no_log: the secret is never shown)."""
+    source = s.inp.source or s.run.first_control_plane
+    s.run.targets[source] = s.ctx.target  # delegated to the source: this is its connection
+    s.run.first_control_plane = source
+    token = join_token(s.run)
+    note = s.run.slot(JoinToken).note
     return {
         "changed": False,
-        "msg": info.token_note or "dry run: no token registered",
-        "ansible_facts": {"kbootstrap_join_token": str(info.token), "kbootstrap_join_token_note": info.token_note},
-        "kbootstrap": {"host": s.inp.host, "step": "tls-bootstrap:before", "phases": []},
+        "msg": note,
+        "ansible_facts": {"kbootstrap_join_token": str(token), "kbootstrap_join_token_note": note},
+        "kbootstrap": {"host": s.inp.host, "step": "join-workers:before", "phases": []},
     }
 
 
@@ -435,8 +438,6 @@ def tree_steps(tree: Tree) -> list[str]:
     """The steps a playbook must run for a tree, in order (what the roles are checked against)."""
     out: list[str] = []
     for phase in tree:
-        if phase.needs_api_server:
-            continue
         if phase.name == "validate":
             out += ["validate/netcheck:facts", "validate/netcheck", "validate/nodes"]
             continue

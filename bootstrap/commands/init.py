@@ -175,8 +175,6 @@ def _leaf(phase: Phase, path: str, name: str | None = None) -> click.Command:
 def _add_phase_commands() -> None:
     """`init phase ...`, generated from the init tree: every phase (and sub-phase) is a command."""
     for top in INIT:
-        if top.needs_api_server:
-            continue
         if not top.children:
             phase_group.add_command(_leaf(top, top.name))
             continue

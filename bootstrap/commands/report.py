@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.table import Table
 
 from bootstrap.engine.result import HostReport, PhaseResult, RunResult, Status
-from bootstrap.engine.runner import INTERRUPTED, NOT_IMPLEMENTED
+from bootstrap.engine.runner import INTERRUPTED
 from bootstrap.workflow.options import Events
 
 _WORDS = {Status.CREATED: "created", Status.UPDATED: "updated"}
@@ -28,8 +28,6 @@ INTERRUPT_NOTE = (
 def phase_lines(result: PhaseResult, dry_run: bool, verbose: int) -> list[str]:
     """One node's phase, as kubeadm prints it: `[certs] created /etc/kubernetes/pki/ca.crt`."""
     tag = f"[{result.name}]"
-    if result.skipped_reason == NOT_IMPLEMENTED:
-        return []  # one line in the summary says where we stopped
     if result.skipped_reason:
         return [f"{tag} skipped: {result.skipped_reason}"]
     if result.name == "preflight" and all(c.status == Status.SKIPPED for c in result.changes) and not verbose:
@@ -52,7 +50,6 @@ def phase_lines(result: PhaseResult, dry_run: bool, verbose: int) -> list[str]:
 def node_summary(report: HostReport, dry_run: bool) -> str:
     changes = [c for p in report.phases for c in p.changes]
     unchanged = sum(1 for c in changes if c.status == Status.UNCHANGED)
-    stopped = [p.name for p in report.phases if p.skipped_reason == NOT_IMPLEMENTED]
     lines = []
     if report.failed:
         failed = next((p for p in report.phases if p.error), None)
@@ -62,11 +59,6 @@ def node_summary(report: HostReport, dry_run: bool) -> str:
     else:
         verb = "would change" if dry_run else "changed"
         lines.append(f"{report.host}: {report.changed} {verb}, {unchanged} unchanged")
-    if stopped and not report.failed:
-        lines.append(
-            f"stopped before {stopped[0]}: phases {', '.join(stopped)} need a running kube-apiserver, "
-            "which kbootstrap does not start yet (see README)"
-        )
     return "\n".join(lines)
 
 

@@ -51,6 +51,10 @@ CONTROL_PLANES = Hosts("control planes", lambda n, run: n.is_control_plane)
 FIRST_CONTROL_PLANE = Hosts("the first control plane", lambda n, run: n.name == run.first_control_plane)
 ETCD_MEMBERS = Hosts("etcd members", lambda n, run: n.is_etcd)
 NOT_CONTROL_PLANES = Hosts("hosts that are not control planes", lambda n, run: not n.is_control_plane)
+# Kubespray's kube_node hosts that are not control planes: they join through TLS bootstrap.
+WORKERS = Hosts("workers", lambda n, run: bool(getattr(n, "is_worker", False)) and not n.is_control_plane)
+# Every host that runs a kubelet (an etcd-only host does not).
+KUBE_NODES = Hosts("Kubernetes nodes", lambda n, run: n.is_control_plane or bool(getattr(n, "is_worker", False)))
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,9 @@ class Phase:
 
     def with_children(self, *children: Phase) -> Phase:
         return replace(self, children=children)
+
+    def with_hosts(self, hosts: Hosts) -> Phase:
+        return replace(self, hosts=hosts)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,6 @@ from bootstrap.errors import KbootstrapError
 from bootstrap.spec.inventory import Inventory
 from bootstrap.transport.base import Target
 
-NOT_IMPLEMENTED = "needs a running kube-apiserver; kbootstrap stops before it (skip it with --skip-phases)"
 SKIPPED = "skipped by --skip-phases"
 INTERRUPTED = "not run: interrupted (Ctrl-C)"
 
@@ -79,6 +78,13 @@ class RunState:
     def put_slot(self, value: object) -> None:
         with self._guard:
             self._slots[type(value)] = value
+
+    def close_slots(self) -> None:
+        """The run is over: slots holding a session (the API client) close it."""
+        for value in list(self._slots.values()):
+            close = getattr(value, "close", None)
+            if callable(close):
+                close()
 
     def lock(self, name: str) -> threading.Lock:
         with self._guard:
@@ -154,13 +160,16 @@ def run_tree(
     for path in sorted(skip):
         run.result.skipped.setdefault(path, reasons.get(path, SKIPPED))
     with run.ctrl_c_stops():
-        for phase in tree:
-            if run.stop.is_set():
-                run.result.interrupted = True
-                for n in run.alive():
-                    _record(run, n, PhaseResult(phase.name, skipped_reason=INTERRUPTED))
-                continue
-            _run_phase(phase, run, skip, reasons)
+        try:
+            for phase in tree:
+                if run.stop.is_set():
+                    run.result.interrupted = True
+                    for n in run.alive():
+                        _record(run, n, PhaseResult(phase.name, skipped_reason=INTERRUPTED))
+                    continue
+                _run_phase(phase, run, skip, reasons)
+        finally:
+            run.close_slots()
     if run.stop.is_set():
         run.result.interrupted = True
     run.result.seconds += time.monotonic() - started
@@ -173,8 +182,8 @@ def _run_phase(phase: Phase, run: RunState, skip: set[str], reasons: Mapping[str
     path = phase.name
     if not names:
         return
-    if path in skip or phase.needs_api_server:
-        why = NOT_IMPLEMENTED if phase.needs_api_server and path not in skip else reasons.get(path, SKIPPED)
+    if path in skip:
+        why = reasons.get(path, SKIPPED)
         for n in names:
             _record(run, n, PhaseResult(path, skipped_reason=why))
         return
@@ -251,10 +260,6 @@ def _run_one(
     result = PhaseResult(path)
     if path in skip:
         result.skipped_reason = reasons.get(path, SKIPPED)
-        _done(report, result, on_phase)
-        return
-    if phase.needs_api_server:
-        result.skipped_reason = NOT_IMPLEMENTED
         _done(report, result, on_phase)
         return
     if ctx.stopping:

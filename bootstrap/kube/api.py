@@ -10,8 +10,11 @@ an argv or a log. Every failure is one typed error naming the server.
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -46,6 +49,14 @@ class ClusterAPI:
         self._api: Any = None
 
     def __enter__(self) -> ClusterAPI:
+        try:
+            self._open()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def _open(self) -> None:
         from kubernetes import client
         from kubernetes.dynamic import DynamicClient
 
@@ -62,8 +73,20 @@ class ClusterAPI:
             cfg.api_key = {"authorization": self.view.token}
             cfg.api_key_prefix = {"authorization": "Bearer"}
         self._api = self._stack.enter_context(client.ApiClient(cfg))
-        self._dynamic = self._call("reading the API's resources", lambda: DynamicClient(self._api))
-        return self
+        self._probe()
+        # Discovery cached per session: a lab reuses addresses, a cache shared across runs would lie.
+        cache = os.path.join(tmp, "discovery.json")
+        self._dynamic = self._call("reading the API's resources", lambda: DynamicClient(self._api, cache_file=cache))
+
+    def _probe(self) -> None:
+        """A TCP connect with a timeout first: the client's discovery has none of its own."""
+        parsed = urllib.parse.urlsplit(self.server)
+        port = parsed.port or 443
+        try:
+            socket.create_connection((parsed.hostname or "", port), timeout=min(self.timeout, 5.0)).close()
+        except OSError as exc:
+            raise Unreachable(f"unable to reach the API server at {self.server}: {exc.strerror or exc}",
+                              hint="check the endpoint and that kube-apiserver is running") from None
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()

@@ -56,18 +56,19 @@ def render_known_hosts(lab: LabState, host_keys: dict[str, str]) -> str:
 
 
 # Lab machines have no route out: they install from an offline bundle of the pinned component build
-# (`make components`). Without it no kubelet or kubeadm binary can be had here, and their phases are
-# skipped, saying why.
-LAB_SKIP_PHASES = ["binaries/kubelet", "binaries/kubeadm", "kubelet-start"]
+# (`make components`). Without it no kubelet or kubeadm binary can be had here: their phases, and
+# every phase that needs a running kubelet or API server, are skipped, saying why.
+def lab_skip_phases_without_components() -> list[str]:
+    from bootstrap.phases.tree import INIT
+
+    names = [p.name for p in INIT]
+    after = names[names.index("kubelet-start"):]
+    return ["binaries/kubelet", "binaries/kubeadm", *(n for n in after if n != "validate")]
+
+
 LAB_SKIP_REASON = (
     "no kubelet or kubeadm binary on this machine (run `make components`), "
     "so lab clusters stop before the kubelet runs"
-)
-# With the components, lab clusters stop before the kubelet until the phases after it run for real.
-LAB_SKIP_PHASES_WITH_COMPONENTS = ["kubelet-start"]
-LAB_SKIP_REASON_WITH_COMPONENTS = (
-    "lab clusters stop before the kubelet: the phases after kubelet-start (wait-control-plane, "
-    "upload-config, bootstrap tokens, addons) are not implemented yet"
 )
 
 
@@ -121,8 +122,8 @@ def lab_vars(lab: LabState) -> dict[str, Any]:
         "lab_known_hosts": str(lab.known_hosts_path),
         "kube_version": version,
         "kbootstrap_bundle": str(lab_bundle_dir()),
-        "kbootstrap_skip_phases": LAB_SKIP_PHASES_WITH_COMPONENTS if components else LAB_SKIP_PHASES,
-        "kbootstrap_skip_reason": LAB_SKIP_REASON_WITH_COMPONENTS if components else LAB_SKIP_REASON,
+        **({} if components else {"kbootstrap_skip_phases": lab_skip_phases_without_components(),
+                                  "kbootstrap_skip_reason": LAB_SKIP_REASON}),
         # Nodes pull through the lab registry (https, lab CA): registry.k8s.io and every registry
         # an image in it comes from. containerd_registries_mirrors is Kubespray's variable.
         "containerd_registries_mirrors": registry.mirrors(lab),

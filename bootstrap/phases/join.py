@@ -1,37 +1,28 @@
 """What `join -i --limit NEW` does differently from init (Kubespray's scale.yml), as phases.
 
-The join tree is init's with three edits (phases/tree.py): control planes get the kubeconfigs
+The join tree is init's with edits (phases/tree.py): control planes get the kubeconfigs
 `kubeadm join --control-plane` writes (no super-admin.conf); new etcd members JOIN the running
 cluster ONE AT A TIME (kubeadm#1353/#1712): `member add --learner` through a healthy existing
 member, the unit with `--initial-cluster-state=existing` and members = current + self, start,
-promote, healthy; and workers get bootstrap-kubelet.conf with a bootstrap token registered with the
-API server, before their kubelet starts.
+promote, healthy; workers join through TLS bootstrap (phases/worker_join.py), as in init.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from bootstrap.engine.context import RunContext
-from bootstrap.engine.phase import ETCD_MEMBERS, NOT_CONTROL_PLANES, Phase
+from bootstrap.engine.phase import ETCD_MEMBERS, Phase
 from bootstrap.engine.result import Status
 from bootstrap.engine.runner import RunState
-from bootstrap.errors import KbootstrapError, PhaseError, TransportError
+from bootstrap.errors import PhaseError
 from bootstrap.etcd import members as etcd
-from bootstrap.join.apiclient import APIClient
-from bootstrap.join.node import BOOTSTRAP_KUBECONFIG, KUBELET_KUBECONFIG, TOKEN_USER
-from bootstrap.join.tokens import BootstrapToken, Token, generate_token, parse_token
 from bootstrap.phases import etcd as etcd_phase
-from bootstrap.phases.certs import SharedPKI
 from bootstrap.render.etcd import ETCD_SYSTEMD_UNIT_PATH
-from bootstrap.render.kubeconfig import KUBECONFIG_MODE, build_kubeconfig, parse_kubeconfig
 from bootstrap.spec.endpoint import url_host
 from bootstrap.spec.model import MANIFESTS_DIR, ClusterSpec, EtcdMember, EtcdMode
 
-TLS_BOOTSTRAP = "tls-bootstrap"
-FLEET_TOKEN_DESCRIPTION = "Bootstrap token for nodes joined by `kbootstrap join -i`"
 JOIN_ROLL = "etcd-join"  # one new member at a time
 
 
@@ -42,14 +33,11 @@ class JoinState:
     source_cp: str = ""  # the running control plane the cluster is read from
     existing_etcd: list[str] = field(default_factory=list)  # running members, in inventory order
     etcd_urls: dict[str, str] = field(default_factory=dict)  # running member -> its client URL
-    token: Token = field(default_factory=generate_token)
     # Over SSH the control machine runs etcdctl on a healthy member. The Ansible transport sees one
     # host per task, so there the joining node reaches the cluster itself, with its own etcd client
     # certificate, as `kubeadm join --control-plane` does.
     etcd_from_node: bool = False
     etcd_source: str | None = None
-    tokens: dict[str, Token] = field(default_factory=dict)  # host -> the token in its bootstrap-kubelet.conf
-    token_note: str = ""
 
 
 # ---- etcd: one member at a time, as a learner first -----------------------------------------------
@@ -173,56 +161,6 @@ def _etcd_file(spec: ClusterSpec) -> str:
     return ETCD_SYSTEMD_UNIT_PATH if spec.etcd_mode == EtcdMode.HOST else f"{MANIFESTS_DIR}/etcd.yaml"
 
 
-# ---- workers: a bootstrap token for the kubelet's TLS bootstrap ------------------------------------
-def register_tokens(run: RunState, names: list[str]) -> None:
-    """Keep a node's existing bootstrap token; register every token used with the API server (or
-    say why not: the kubelet's TLS bootstrap then waits for it)."""
-    join = run.slot(JoinState)
-    for name in names:
-        data = run.contexts[name].read(BOOTSTRAP_KUBECONFIG)
-        if data is None:
-            continue
-        try:
-            kc_token = parse_kubeconfig(data, BOOTSTRAP_KUBECONFIG).token
-            join.tokens[name] = parse_token(kc_token or "")
-        except KbootstrapError:
-            continue  # unreadable: the node gets the run's token
-    if run.dry_run:
-        return
-    source = run.targets.get(join.source_cp)
-    admin = source.read("/etc/kubernetes/admin.conf") if source is not None else None
-    used = {str(t): t for t in [join.token, *join.tokens.values()]}
-    try:
-        if admin is None:
-            raise TransportError(f"no admin.conf on {join.source_cp}")
-        client = APIClient.from_kubeconfig(admin.content, f"{join.source_cp}:/etc/kubernetes/admin.conf")
-        now = datetime.now(UTC)
-        for t in used.values():
-            client.create_or_update_secret(BootstrapToken(t, FLEET_TOKEN_DESCRIPTION).secret(now))
-        join.token_note = f"bootstrap token registered with {client.server}"
-    except KbootstrapError as exc:
-        join.token_note = (
-            f"bootstrap token not registered ({exc.message}): the kubelet's TLS bootstrap "
-            "waits for it; rerun this join once the API server answers"
-        )
-
-
-def run_tls_bootstrap(ctx: RunContext) -> None:
-    if ctx.state(KUBELET_KUBECONFIG) is not None:
-        ctx.skip(BOOTSTRAP_KUBECONFIG, "kubelet.conf exists: the kubelet has bootstrapped already")
-        return
-    assert ctx.run is not None
-    join = ctx.run.slot(JoinState)
-    token = join.tokens.get(ctx.name, join.token)
-    ca = ctx.run.slot(SharedPKI).files["ca.crt"]
-    data = build_kubeconfig("kubernetes", ctx.spec.control_plane_url, ca, TOKEN_USER, token=str(token))
-    ctx.ensure_dir("/etc/kubernetes", 0o755)
-    ctx.ensure_file(BOOTSTRAP_KUBECONFIG, data, KUBECONFIG_MODE, detail=f"token id {token.id}")
-    if join.token_note:
-        status = Status.UNCHANGED if "registered with" in join.token_note else Status.WARNING
-        ctx.record(f"bootstrap token {token.id}", status, join.token_note)
-
-
 ETCD_JOIN = Phase(
     "etcd",
     "Add each new local etcd member to the running cluster: a learner first, one at a time",
@@ -231,14 +169,6 @@ ETCD_JOIN = Phase(
     hosts=ETCD_MEMBERS,
     before=pick_etcd_source,
 )
-TLS_BOOTSTRAP_PHASE = Phase(
-    TLS_BOOTSTRAP,
-    "Write bootstrap-kubelet.conf with a bootstrap token for the kubelet's TLS bootstrap",
-    run_tls_bootstrap,
-    hosts=NOT_CONTROL_PLANES,
-    before=register_tokens,
-)
-
 
 def etcd_client_url(ip: str) -> str:
     return f"https://{url_host(ip)}:2379"

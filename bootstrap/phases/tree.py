@@ -8,29 +8,49 @@ INIT by a test (tests/unit/test_phase_tree.py).
 
 from __future__ import annotations
 
-from bootstrap.engine.phase import Phase, Tree
-from bootstrap.phases import certs, control_plane, etcd, join, kubeconfig, kubelet, loadbalancer, node, preflight
+from bootstrap.engine.phase import CONTROL_PLANES, KUBE_NODES, Tree
+from bootstrap.phases import (
+    addons,
+    bootstrap_token,
+    certs,
+    control_plane,
+    etcd,
+    join,
+    kubeconfig,
+    kubelet,
+    kubelet_finalize,
+    loadbalancer,
+    mark_control_plane,
+    network,
+    node,
+    preflight,
+    show_join,
+    upload_certs,
+    upload_config,
+    wait_control_plane,
+    worker_join,
+)
 from bootstrap.phases import validate as validate_phase
 from bootstrap.phases.reset import RESET
 
-# kubeadm's phases that talk to a running kube-apiserver (kubeadm.md section 10).
-API_PHASES = tuple(
-    Phase(name, help_text, needs_api_server=True)
-    for name, help_text in (
-        ("wait-control-plane", "Wait for the control plane to start"),
-        ("upload-config", "Upload the kubeadm and kubelet configuration to a ConfigMap"),
-        ("upload-certs", "Upload certificates to kubeadm-certs"),
-        ("mark-control-plane", "Mark a node as a control-plane"),
-        ("bootstrap-token", "Generate bootstrap tokens used to join a node to a cluster"),
-        ("kubelet-finalize", "Update settings relevant to the kubelet after TLS bootstrap"),
-        ("addon", "Install required addons for passing conformance tests"),
-        ("show-join-command", "Show the join command for control-plane and worker node"),
-    )
+KUBELET_START = kubelet.PHASE.with_hosts(CONTROL_PLANES)
+# kubeadm's phases that talk to a running kube-apiserver, in kubeadm's order.
+API_PHASES = (
+    wait_control_plane.PHASE,
+    upload_config.PHASE,
+    upload_certs.PHASE,
+    mark_control_plane.PHASE,
+    bootstrap_token.PHASE,
+    kubelet_finalize.PHASE,
+    addons.PHASE,
 )
 
 # Node preparation comes first: kubeadm's preflight checks (CRI answering, ip_forward, iptables)
 # describe a node ready for kubeadm, which is what these phases make. The load balancer goes
-# between control-plane (static pods written) and kubelet-start.
+# between control-plane (static pods written) and kubelet-start. kubelet-start is the control
+# planes' (as `kubeadm init` on each); kubeadm's API phases follow, then the pod network, then the
+# workers join through TLS bootstrap with the token bootstrap-token made (as `kubeadm join`), and
+# show-join-command closes as in kubeadm.
 INIT = Tree(
     (
         node.KERNEL,
@@ -42,19 +62,25 @@ INIT = Tree(
         etcd.PHASE,
         control_plane.PHASE,
         loadbalancer.PHASE,
-        kubelet.PHASE,
+        KUBELET_START,
         *API_PHASES,
+        network.PHASE.with_hosts(KUBE_NODES),
+        worker_join.PHASE,
+        show_join.PHASE,
         validate_phase.PHASE,
     )
 )
 
-# `join -i --limit NEW`: no super-admin.conf, etcd members join one at a time as learners, workers
-# get a bootstrap token; no API-server phases of init (the cluster runs), no fleet validation.
+# `join -i --limit NEW`: no super-admin.conf, etcd members join one at a time as learners; new
+# control planes start their kubelet and are marked; workers join through TLS bootstrap; none of
+# init's cluster-wide API phases (the cluster runs), no fleet validation.
 JOIN = (
     INIT.replace("kubeconfig", kubeconfig.JOIN)
     .replace("etcd", join.ETCD_JOIN)
-    .insert_before("kubelet-start", join.TLS_BOOTSTRAP_PHASE)
-    .without(*(p.name for p in API_PHASES), validate_phase.PHASE.name)
+    .without(
+        upload_config.PHASE.name, upload_certs.PHASE.name, bootstrap_token.PHASE.name, addons.PHASE.name,
+        show_join.PHASE.name, validate_phase.PHASE.name,
+    )
 )
 
 # Every phase of every workflow: what a skip list written for the cluster's whole life is checked against.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shlex
 
 from bootstrap.engine.context import RunContext
+from bootstrap.engine.phase import CONTROL_PLANES, Phase
 from bootstrap.engine.result import Status
 from bootstrap.errors import PhaseError
 from bootstrap.render import podspec
@@ -59,3 +60,7 @@ done
             f"the control plane on {ctx.name} did not come up within {HEALTH_TIMEOUT // 60}m: {last}",
             hint="see `journalctl -u kubelet` and `crictl ps -a` on that node",
         )
+
+
+PHASE = Phase("wait-control-plane", "Wait for the control plane to start", run, hosts=CONTROL_PLANES,
+              needs_api_server=True)

@@ -406,6 +406,34 @@ def runtime_values(v: dict[str, Any], where: str, put: Callable[[str, Any, str],
         put("kubelet_configuration.failCgroupV1", ansible_bool(v["kubelet_fail_cgroup_v1"]), "kubelet_fail_cgroup_v1")
 
 
+def network_values(v: dict[str, Any], where: str, put: Callable[[str, Any, str], None]) -> None:
+    """kube_network_plugin (our default kube-router: Kubespray's calico is not built here) and the
+    kube_router_* switches; kube_proxy_mode into the KubeProxyConfiguration."""
+    from bootstrap.spec.load import check_network_plugin
+
+    plugin = str(v.get("kube_network_plugin", "kube-router"))
+    check_network_plugin(plugin, f"{where}: kube_network_plugin")
+    put("network.plugin", plugin, "kube_network_plugin")
+    switches = (("kube_router_run_firewall", "run_firewall"), ("kube_router_run_service_proxy", "run_service_proxy"),
+                ("kube_router_support_hairpin_mode", "hairpin_mode"))
+    for var, key in switches:
+        if var in v:
+            put(f"network.{key}", ansible_bool(v[var]), var)
+    if v.get("kube_router_image_repo") or v.get("kube_router_version"):
+        from bootstrap.spec.model import KUBE_ROUTER_IMAGE
+
+        repo, _, tag = KUBE_ROUTER_IMAGE.rpartition(":")
+        version = str(v.get("kube_router_version") or tag)
+        image = f"{v.get('kube_router_image_repo') or repo}:{version if version.startswith('v') else 'v' + version}"
+        put("network.image", image, "kube_router_image_repo/kube_router_version")
+    if v.get("kube_proxy_mode"):
+        mode = str(v["kube_proxy_mode"])
+        if mode not in ("iptables", "ipvs", "nftables"):
+            raise ConfigError(f"{where}: kube_proxy_mode", f"{mode!r} is not a kube-proxy mode",
+                              hint="use iptables, ipvs or nftables")
+        put("kube_proxy_configuration.mode", mode, "kube_proxy_mode")
+
+
 def kubespray_values(v: dict[str, Any], where: str) -> Values:
     """Kubespray group_vars -> spec fields. Kubespray's own defaults apply to its inventories."""
     values: Values = {}
@@ -453,6 +481,7 @@ def kubespray_values(v: dict[str, Any], where: str) -> Values:
     ]
     put("proxy_env", proxy, "http_proxy/https_proxy/no_proxy")
     runtime_values(v, where, put)
+    network_values(v, where, put)
     for ours in ("kbootstrap_hardening",):
         if v.get(ours):
             values["hardening"] = ({"profile": v[ours]}, f"{where}: {ours}")

@@ -18,6 +18,7 @@ from bootstrap.errors import ConfigError
 KUBEADM_V1BETA3 = "kubeadm.k8s.io/v1beta3"
 KUBEADM_V1BETA4 = "kubeadm.k8s.io/v1beta4"
 KUBELET_V1BETA1 = "kubelet.config.k8s.io/v1beta1"
+KUBE_PROXY_V1ALPHA1 = "kubeproxy.config.k8s.io/v1alpha1"
 OURS_V1ALPHA1 = "kbootstrap.io/v1alpha1"
 
 # Spec field path (dotted, snake_case, as in ClusterSpec) -> (value, where it came from).
@@ -307,9 +308,15 @@ def load_config_file(path: str) -> Values:
         if api_version == KUBELET_V1BETA1 and kind == "KubeletConfiguration":
             _kubelet(doc, values)
             continue
+        if api_version == KUBE_PROXY_V1ALPHA1 and kind == "KubeProxyConfiguration":
+            # kube-proxy validates its own fields when it loads the ConfigMap; kubeadm passes it through.
+            body = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind")}
+            values["kube_proxy_configuration"] = (body, "KubeProxyConfiguration")
+            continue
         model = _MODELS.get((api_version, kind))
         if model is None:
-            known = ", ".join(sorted({f"{a} {k}" for a, k in _MODELS} | {f"{KUBELET_V1BETA1} KubeletConfiguration"}))
+            extra = {f"{KUBELET_V1BETA1} KubeletConfiguration", f"{KUBE_PROXY_V1ALPHA1} KubeProxyConfiguration"}
+            known = ", ".join(sorted({f"{a} {k}" for a, k in _MODELS} | extra))
             raise ConfigError(
                 f"{path}: document {index + 1}",
                 f"unknown apiVersion/kind {api_version or '<none>'}/{kind or '<none>'}",

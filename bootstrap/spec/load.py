@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from bootstrap.errors import ConfigError, ConfigErrors
 from bootstrap.spec.kubeadm_config import Values, load_config_file
 from bootstrap.spec.model import (
+    NETWORK_PLUGINS,
     ClusterSpec,
     EncryptionAlgorithm,
     EtcdMode,
@@ -45,6 +46,7 @@ FLAG_FIELDS: dict[str, str] = {
     "ignore_preflight_errors": "node.ignore_preflight_errors",
     "encryption_algorithm": "encryption_algorithm",
     "etcd_mode": "etcd_mode",
+    "network_plugin": "network.plugin",
 }
 
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -65,6 +67,17 @@ def flag_values(flags: Mapping[str, Any]) -> Values:
     if flags.get("hardening"):
         out["hardening"] = ({"profile": flags["hardening"]}, "--hardening")
     return out
+
+
+def check_network_plugin(plugin: str, where: str) -> None:
+    """One line naming the supported plugins for any other (Kubespray's kube_network_plugin values)."""
+    if plugin in NETWORK_PLUGINS:
+        return
+    why = "is not supported"
+    if plugin == "flannel":
+        why = "is not available: the module proxy refuses flannel's Go modules (docs/components.md)"
+    raise ConfigError(where, f"{plugin!r} {why}",
+                      hint="use kube-router, or none / cni and install your own (e.g. Cilium via Helm)")
 
 
 def environment_defaults(environ: Mapping[str, str]) -> Values:
@@ -116,6 +129,9 @@ def _construct(values: Values) -> ClusterSpec:
                 f"unknown algorithm {raw['encryption_algorithm']!r}",
                 hint=f"use one of {allowed}",
             ) from None
+    plugin = (raw.get("network") or {}).get("plugin")
+    if plugin is not None:
+        check_network_plugin(str(plugin), origin("network.plugin"))
     if "etcd_mode" in raw:
         try:
             EtcdMode(raw["etcd_mode"])

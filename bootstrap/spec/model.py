@@ -172,6 +172,23 @@ class ContainerRuntime(Frozen):
     restrict_oom_score_adj: bool = False
 
 
+NETWORK_PLUGINS = ("kube-router", "none", "cni")
+KUBE_ROUTER_IMAGE = "docker.io/cloudnativelabs/kube-router:v2.1.0"  # components/releases.py KUBE_ROUTER
+
+
+class PodNetwork(Frozen):
+    """The pod network kbootstrap installs (Kubespray's `kube_network_plugin`): kube-router, or none /
+    cni for one the user brings (Cilium via Helm, ...). Single-node init defaults to none, as kubeadm
+    (it installs no network); inventories to kube-router (docs/network.md says why not flannel).
+    The kube_router_* switches are Kubespray's."""
+
+    plugin: str = "none"
+    run_firewall: bool = True  # kube_router_run_firewall: network policies
+    run_service_proxy: bool = False  # kube_router_run_service_proxy: IPVS instead of kube-proxy
+    hairpin_mode: bool = False  # kube_router_support_hairpin_mode
+    image: str = KUBE_ROUTER_IMAGE  # kube_router_image_repo:v{kube_router_version}
+
+
 class ClusterSpec(Frozen):
     """Everything `kbootstrap init` needs for one control-plane node (and, later, a fleet)."""
 
@@ -200,6 +217,8 @@ class ClusterSpec(Frozen):
     feature_gates: dict[str, bool] = Field(default_factory=dict)
     bootstrap_tokens: tuple[BootstrapToken, ...] = ()
     kubelet_configuration: dict[str, Any] = Field(default_factory=dict)  # user KubeletConfiguration
+    kube_proxy_configuration: dict[str, Any] = Field(default_factory=dict)  # user KubeProxyConfiguration
+    network: PodNetwork = PodNetwork()
     skip_phases: tuple[str, ...] = ()
     hardening: Hardening = Hardening()
     # Fleet runs: how clients reach the API servers (external LB, VIP, or a localhost proxy on

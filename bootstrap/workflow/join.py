@@ -9,7 +9,8 @@ from pathlib import Path
 from bootstrap.engine.result import RunResult
 from bootstrap.engine.runner import run_tree
 from bootstrap.errors import TransportError, UsageError
-from bootstrap.join.tokens import generate_token, parse_token
+from bootstrap.join.tokens import parse_token
+from bootstrap.phases.bootstrap_token import JoinToken
 from bootstrap.phases.certs import SharedPKI
 from bootstrap.phases.join import JoinState, etcd_client_url
 from bootstrap.phases.tree import JOIN
@@ -20,7 +21,7 @@ from bootstrap.workflow.session import check_limit, close, connect, one_line, pl
 JOINED_THROUGH = "etcd_joined_through"
 
 
-def join_state(inv: Inventory, limit: tuple[str, ...] | list[str], token: str | None) -> JoinState:
+def join_state(inv: Inventory, limit: tuple[str, ...] | list[str]) -> JoinState:
     """Who the new hosts join through; refuses a --limit that leaves no running cluster."""
     existing_cps = [h for h in inv.control_planes() if h.name not in limit]
     if not existing_cps:
@@ -33,7 +34,6 @@ def join_state(inv: Inventory, limit: tuple[str, ...] | list[str], token: str | 
         source_cp=existing_cps[0].name,
         existing_etcd=[h.name for h in existing_etcd],
         etcd_urls={h.name: etcd_client_url(h.ip) for h in existing_etcd},
-        token=parse_token(token) if token else generate_token(),
     )
 
 
@@ -45,7 +45,7 @@ def join_fleet(opts: FleetOptions, events: Events | None = None) -> RunResult:
         )
     plan = plan_fleet(opts, JOIN)
     check_limit(plan.inv, opts.limit)
-    join = join_state(plan.inv, opts.limit, opts.token)
+    join = join_state(plan.inv, opts.limit)
     if plan.inv.control_planes()[0].name in opts.limit and not plan.cluster.control_plane_endpoint:
         raise UsageError("the inventory's first control plane is being joined: set control_plane_endpoint")
     new = [h.name for h in plan.inv.hosts if h.name in opts.limit]
@@ -61,6 +61,8 @@ def join_fleet(opts: FleetOptions, events: Events | None = None) -> RunResult:
             )
         run = run_state(plan, new, conns, opts, events, first_control_plane=join.source_cp)
         run.put_slot(join)
+        if opts.token:
+            run.put_slot(JoinToken(token=parse_token(opts.token), given=True))
         run.put_slot(SharedPKI(store=Path(plan.pki_dir)))
         result = run_tree(JOIN, run, set(plan.skip), skip_reasons=plan.reasons)
     finally:

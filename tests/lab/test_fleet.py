@@ -106,7 +106,7 @@ def test_containerd_runs_with_systemd_cgroups_everywhere(cluster: dict[str, Any]
     lab = cluster["lab"]
     for m in lab.machines:
         code, out, _ = sh(lab, m.name, "systemctl is-active containerd; grep -c 'SystemdCgroup = true' "
-                          "/etc/containerd/config.toml; grep sandbox_image /etc/containerd/config.toml; "
+                          "/etc/containerd/config.toml; grep -E 'sandbox(_image)? = ' /etc/containerd/config.toml; "
                           "cat /proc/sys/net/ipv4/ip_forward; test -S /run/containerd/containerd.sock && echo sock")
         assert code == 0
         lines = out.split()
