@@ -47,6 +47,9 @@ NETFILTER_PACKAGES = ("iptables", "nftables", "ipset", "conntrack")
 KUBE_ROUTER_REPOSITORY = "docker.io/cloudnativelabs/kube-router"
 # What kube-router execs beyond the netfilter tools (ip, modprobe), and ipvsadm as its Dockerfile has.
 KUBE_ROUTER_PACKAGES = ("iproute2", "kmod", "ipvsadm")
+# The shell its DaemonSet's init container installs the CNI configuration with (upstream's image is
+# Alpine and has one): busybox, with only these applets, so no busybox tool shadows a real one.
+KUBE_ROUTER_SHELL = ("sh", "cp", "mv", "rm", "test", "[")
 # Debian's iptables postinst: update-alternatives makes the nft variants the default (priority 20).
 IPTABLES_ALTERNATIVES = {
     "/usr/sbin/iptables": "iptables-nft",
@@ -117,10 +120,12 @@ def _debian_layer(roots: Sequence[str], below: Sequence[Source] = ()) -> tuple[t
     return tuple(debian.entries(packages)), tuple(Source(p.version, debian=p.name) for p in packages)
 
 
-def _busybox_layer() -> tuple[tuple[Entry, ...], Source]:
+def _busybox_layer(only: tuple[str, ...] = ()) -> tuple[tuple[Entry, ...], Source]:
+    """Debian's busybox-static with its applets as symlinks (only: just these, as /bin/NAME)."""
     (pkg,) = [p for p in debian.closure(["busybox-static"]) if p.name == "busybox-static"]
     binary = Path("/bin/busybox")
-    applets = subprocess.run([str(binary), "--list-full"], capture_output=True, text=True, check=True).stdout.split()
+    applets = [f"bin/{a}" for a in only] or subprocess.run(
+        [str(binary), "--list-full"], capture_output=True, text=True, check=True).stdout.split()
     st = binary.stat()
     entries = [Entry("/bin/busybox", mode=0o755, source=binary, content_id=f"{st.st_size}:{st.st_mtime_ns}")]
     entries += [Entry("/" + a, kind="symlink", mode=0o777, target="/bin/busybox")
@@ -191,11 +196,12 @@ def kubernetes_images(
 
     kube_router = binaries["kube-router"]
     tools, tools_sources = _debian_layer(KUBE_ROUTER_PACKAGES, below=netfilter_sources)
+    shell, shell_source = _busybox_layer(KUBE_ROUTER_SHELL)
     plans.append(ImagePlan(
         "kube-router", f"{KUBE_ROUTER_REPOSITORY}:{kube_router.version}", kube_router.version,
         Source(kube_router.source.version, module=kube_router.source.module),
-        (kube_router.source, binaries["gobgp"].source, *netfilter_sources, *tools_sources),
-        (BASE_LAYER, netfilter + alternatives, tools, (
+        (kube_router.source, binaries["gobgp"].source, *netfilter_sources, *tools_sources, shell_source),
+        (BASE_LAYER, netfilter + alternatives, tools, shell, (
             _bin(binaries, release_dir, "kube-router", "/usr/local/bin/kube-router"),
             _bin(binaries, release_dir, "gobgp", "/usr/local/bin/gobgp"),
             Entry("/var/lib/gobgp", kind="dir", mode=0o755),

@@ -35,6 +35,8 @@ def fleet_options(params: dict[str, Any], **overrides: Any) -> FleetOptions:
         "skip": split_list(params.get("skip_phases")),
         "rootfs": params.get("rootfs"),
         "token": params.get("token"),
+        "upload_certs": bool(params.get("upload_certs")),
+        "certificate_key": params.get("certificate_key"),
     }
     values.update(overrides)
     return FleetOptions(**values)

@@ -14,6 +14,8 @@ from bootstrap.commands.report import node_summary, phase_lines
 from bootstrap.engine.phase import ALL, Phase
 from bootstrap.engine.result import PhaseResult
 from bootstrap.errors import PhaseError, UsageError
+from bootstrap.phases.cluster_api import OBJECTS_NOTE
+from bootstrap.phases.show_join import JOIN_NOTE
 from bootstrap.phases.tree import INIT
 from bootstrap.spec.model import EncryptionAlgorithm
 from bootstrap.workflow.init import init_fleet, init_node
@@ -53,7 +55,10 @@ _SPEC_OPTIONS: list[Callable[[Any], Any]] = [
     click.option(
         "--ignore-preflight-errors", help="Preflight checks whose errors become warnings (comma list, or all)."
     ),
-    click.option("--dry-run", is_flag=True, help="Print what would be written; write and start nothing."),
+    click.option(
+        "--network-plugin", help="Pod network: kube-router, none or cni (Kubespray's kube_network_plugin). "
+        "[default: none on one node, as kubeadm; kube-router with -i]"),
+    click.option("--dry-run", is_flag=True, help="Print what would be written and the API objects; change nothing."),
     rootfs_option,
     output_option,
 ]
@@ -114,7 +119,9 @@ def run_init(params: dict[str, Any], *, only: str | None = None) -> None:
         events=events,
     )
     report = next(iter(result.hosts.values()))
-    emit(output, {"hosts": {report.host: report.to_json()}, "dry_run": dry_run}, lambda: node_summary(report, dry_run))
+    data = {"hosts": {report.host: report.to_json()}, "dry_run": dry_run,
+            **{k: result.notes[k] for k in (OBJECTS_NOTE, JOIN_NOTE) if k in result.notes}}
+    emit(output, data, lambda: node_summary(report, dry_run, result))
     if report.failed:
         failed = next((p for p in report.phases if p.error), None)
         raise PhaseError(f"phase {failed.name if failed else '?'} failed on {report.host}: "
@@ -135,8 +142,17 @@ def run_init_fleet(params: dict[str, Any], *, only: str | None = None) -> None:
     run_and_report(opts, params.get("output", "text"), title, init_fleet, extra={"validation": None})
 
 
+def upload_certs_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """init's own: kubeadm's --upload-certs and the key it encrypts with."""
+    fn = click.option("--certificate-key", help="Key to encrypt the uploaded certificates with (64 hex characters). "
+                      "[default: made once, kept 0600 next to the CAs]")(fn)
+    return click.option("--upload-certs", is_flag=True,
+                        help="Upload the shared certificates to the kubeadm-certs Secret.")(fn)
+
+
 @click.group("init", invoke_without_command=True, help="Run this command to set up a Kubernetes control plane.")
 @spec_options
+@upload_certs_options
 @click.option("--skip-phases", help="Phases to skip, comma-separated (e.g. preflight,certs/apiserver).")
 @fleet_option_set
 @click.pass_context
@@ -160,6 +176,7 @@ def _leaf(phase: Phase, path: str, name: str | None = None) -> click.Command:
 
     @click.command(name or phase.name, help=phase.help + needs + runs_on)
     @spec_options
+    @upload_certs_options
     @fleet_option_set
     def command(**params: Any) -> None:
         if params.get("inventory"):

@@ -15,6 +15,9 @@ from rich.table import Table
 
 from bootstrap.engine.result import HostReport, PhaseResult, RunResult, Status
 from bootstrap.engine.runner import INTERRUPTED
+from bootstrap.phases.cluster_api import OBJECTS_NOTE, objects_yaml
+from bootstrap.phases.show_join import JOIN_NOTE
+from bootstrap.workflow.init import ADMIN_NOTE
 from bootstrap.workflow.options import Events
 
 _WORDS = {Status.CREATED: "created", Status.UPDATED: "updated"}
@@ -47,7 +50,7 @@ def phase_lines(result: PhaseResult, dry_run: bool, verbose: int) -> list[str]:
     return out
 
 
-def node_summary(report: HostReport, dry_run: bool) -> str:
+def node_summary(report: HostReport, dry_run: bool, result: RunResult | None = None) -> str:
     changes = [c for p in report.phases for c in p.changes]
     unchanged = sum(1 for c in changes if c.status == Status.UNCHANGED)
     lines = []
@@ -59,6 +62,8 @@ def node_summary(report: HostReport, dry_run: bool) -> str:
     else:
         verb = "would change" if dry_run else "changed"
         lines.append(f"{report.host}: {report.changed} {verb}, {unchanged} unchanged")
+    if result is not None and not report.failed:
+        lines += cluster_lines(result)
     return "\n".join(lines)
 
 
@@ -101,7 +106,33 @@ def fleet_summary(result: RunResult, title: str = "kbootstrap init") -> str:
         by_reason.setdefault(reason, []).append(phase)
     for reason, phases in by_reason.items():
         lines.append(f"skipped {', '.join(phases)}: {reason}")
+    lines += cluster_lines(result, fleet=True)
     return "\n".join(lines)
+
+
+def cluster_lines(result: RunResult, *, fleet: bool = False) -> list[str]:
+    """What a user needs next: the objects a dry run would apply, the admin kubeconfig on this
+    machine, kubeadm's closing join text (secrets withheld)."""
+    out: list[str] = []
+    objects = result.notes.get(OBJECTS_NOTE)
+    if result.dry_run and objects:
+        out += ["", f"API objects the run would apply ({len(objects)}; Secret values withheld):",
+                objects_yaml(objects).rstrip()]
+    admin = result.notes.get(ADMIN_NOTE)
+    if admin:
+        out += ["", f"admin kubeconfig: {admin} (0600)  e.g. kubectl --kubeconfig {admin} get nodes"]
+    join = result.notes.get(JOIN_NOTE)
+    if not isinstance(join, dict) or result.dry_run:
+        return out
+    if fleet:
+        # The inventory is the fleet's join command: kubeadm's closing text would send the user to
+        # install a network and copy certificates, which the run has done.
+        out.append("more nodes: add them to the inventory, then `kbootstrap join -i INVENTORY --limit NEW`")
+    else:
+        out += [str(join["text"]).rstrip(), f"A working join command: {join['hint']}"]
+    if join.get("certificate_key_file"):
+        out.append(f"the certificate key for --certificate-key: {join['certificate_key_file']}")
+    return out
 
 
 def fleet_json(result: RunResult, **defaults: Any) -> dict[str, Any]:

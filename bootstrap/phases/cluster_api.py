@@ -24,6 +24,7 @@ from bootstrap.engine.context import RunContext
 from bootstrap.engine.result import Status
 from bootstrap.engine.runner import RunState
 from bootstrap.errors import KbootstrapError, PhaseError
+from bootstrap.join.tokens import KEY_SECRET, SECRET_TYPE
 from bootstrap.kube.api import CREATED, UNCHANGED, UPDATED, ClusterAPI, describe
 from bootstrap.render.apiobjects.applymode import ApplyMode, apply_mode
 from bootstrap.render.apiobjects.joincommand import WITHHELD
@@ -149,11 +150,14 @@ def apply_one(api: ClusterAPI, obj: dict[str, Any]) -> str:
 
 
 def redact_secret(obj: dict[str, Any]) -> dict[str, Any]:
-    """A Secret as a dry run keeps it: every value withheld (token secrets, encrypted CA keys)."""
+    """A Secret as a dry run keeps it: a bootstrap token's secret withheld (its id, expiry and usages
+    are not secret), every value of any other Secret (encrypted CA keys)."""
     if obj.get("kind") != "Secret":
         return obj
     withheld = base64.b64encode(WITHHELD.encode()).decode()
-    return {**obj, "data": {k: withheld for k in obj.get("data") or {}}}
+    is_token = obj.get("type") == SECRET_TYPE
+    data = {k: withheld if not is_token or k == KEY_SECRET else v for k, v in (obj.get("data") or {}).items()}
+    return {**obj, "data": data}
 
 
 def objects_yaml(objects: list[dict[str, Any]]) -> str:

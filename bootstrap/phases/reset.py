@@ -4,8 +4,9 @@ Phases as kubeadm's: remove-etcd-member (a control plane with a local member lea
 cluster with `member remove` of itself, then its data dir is wiped; our host-mode etcd unit is
 stopped and removed) and cleanup-node (stop the kubelet, unmount under /var/lib/kubelet, remove
 the CRI's containers, delete the contents of manifests/, /var/lib/kubelet and the cert dir, and the
-kubeconfig files). Not cleaned, as with kubeadm: iptables/nftables/IPVS rules, CNI config in
-/etc/cni/net.d, $HOME/.kube. Directory contents go, the directories stay (kubeadm CleanDir).
+kubeconfig files). Directory contents go, the directories stay (kubeadm CleanDir). Not cleaned by a
+single-node reset, as with kubeadm: iptables/nftables/IPVS rules, CNI config in /etc/cni/net.d,
+$HOME/.kube. A fleet reset (`reset -i`) also runs cleanup-network, the cleanup kubeadm documents.
 
 The etcd data dir is the one the node's etcd was configured with (its unit or manifest, as
 kubeadm's getEtcdDataDir reads it), else the spec's: a custom etcd_data_dir is wiped too.
@@ -176,6 +177,60 @@ def run_cleanup_node(ctx: RunContext) -> None:
             ctx.remove(path)
 
 
+# Fleet resets go on where kubeadm's stops, doing what kubeadm's reset tells the user to do by hand,
+# so that the node is ready for a fresh init: the CNI configuration and IPAM state, the kube-proxy
+# and kube-router rules (only theirs: every KUBE-* / kube-router chain and rule, in iptables and
+# ip6tables, their nftables tables, IPVS services, and their ipsets where the node has the ipset
+# tool), and the pod network's links.
+NETWORK_LEFTOVERS = r"""
+n=0
+for f in /etc/cni/net.d/* /var/lib/cni/*; do [ -e "$f" ] && n=$((n+1)); done
+for t in iptables ip6tables; do
+  command -v $t-save >/dev/null && n=$((n + $($t-save 2>/dev/null | grep -c -e 'KUBE-' -e 'kube-router')))
+done
+command -v nft >/dev/null && n=$((n + $(nft list tables 2>/dev/null | grep -c ' kube-proxy$')))
+command -v ipset >/dev/null && n=$((n + $(ipset list -n 2>/dev/null | grep -c -e '^KUBE-' -e '^kube-router')))
+command -v ipvsadm >/dev/null && n=$((n + $(ipvsadm -Ln 2>/dev/null | grep -c '^[TU][CD]P ')))
+for l in kube-bridge kube-dummy-if kube-ipvs0; do ip link show $l >/dev/null 2>&1 && n=$((n+1)); done
+echo $n
+"""
+CLEAN_NETWORK = r"""
+rm -rf /etc/cni/net.d/* /var/lib/cni/*
+for t in iptables ip6tables; do
+  command -v $t-save >/dev/null || continue
+  for table in filter nat mangle raw; do
+    # grep -c, not -q: -q stops reading early, and with pipefail the save's SIGPIPE fails the test.
+    if [ "$($t-save -t $table 2>/dev/null | grep -c -e 'KUBE-' -e 'kube-router' || true)" != 0 ]; then
+      $t-save -t $table | { grep -v -e 'KUBE-' -e 'kube-router' || true; } | $t-restore -T $table
+    fi
+  done
+done
+if command -v nft >/dev/null; then for fam in ip ip6; do nft delete table $fam kube-proxy 2>/dev/null || true; done; fi
+if command -v ipset >/dev/null; then
+  for set in $(ipset list -n 2>/dev/null | grep -e '^KUBE-' -e '^kube-router' || true); do
+    ipset destroy "$set" 2>/dev/null || true
+  done
+fi
+if command -v ipvsadm >/dev/null; then ipvsadm -C 2>/dev/null || true; fi
+for l in kube-bridge kube-dummy-if kube-ipvs0; do ip link delete $l 2>/dev/null || true; done
+echo 'CHANGED pod network state'
+"""
+
+
+def run_cleanup_network(ctx: RunContext) -> None:
+    found = ctx.fact(NETWORK_LEFTOVERS, timeout=60)
+    if found is None:
+        ctx.skip("pod network state", "--rootfs: no rules or links to remove")
+        return
+    count = found.stdout.strip()
+    if not count.isdigit() or int(count) == 0:
+        ctx.record("pod network state", Status.UNCHANGED, "no CNI configuration, KUBE-* rules, ipsets or links")
+        return
+    ctx.run_change(CLEAN_NETWORK, "pod network state", changes=["pod network state"], timeout=120)
+
+
 REMOVE_ETCD_MEMBER = Phase("remove-etcd-member", "Remove a local etcd member", run_remove_etcd_member)
 CLEANUP_NODE = Phase("cleanup-node", "Run cleanup node.", run_cleanup_node)
-RESET = Tree((REMOVE_ETCD_MEMBER, CLEANUP_NODE))
+CLEANUP_NETWORK = Phase("cleanup-network", "Remove the pod network's configuration, rules and links (fleet resets)",
+                        run_cleanup_network, fleet_only=True)
+RESET = Tree((REMOVE_ETCD_MEMBER, CLEANUP_NODE, CLEANUP_NETWORK))

@@ -8,7 +8,7 @@ INIT by a test (tests/unit/test_phase_tree.py).
 
 from __future__ import annotations
 
-from bootstrap.engine.phase import CONTROL_PLANES, KUBE_NODES, Tree
+from bootstrap.engine.phase import CONTROL_PLANES, Tree
 from bootstrap.phases import (
     addons,
     bootstrap_token,
@@ -64,7 +64,7 @@ INIT = Tree(
         loadbalancer.PHASE,
         KUBELET_START,
         *API_PHASES,
-        network.PHASE.with_hosts(KUBE_NODES),
+        network.PHASE,
         worker_join.PHASE,
         show_join.PHASE,
         validate_phase.PHASE,
@@ -79,7 +79,7 @@ JOIN = (
     .replace("etcd", join.ETCD_JOIN)
     .without(
         upload_config.PHASE.name, upload_certs.PHASE.name, bootstrap_token.PHASE.name, addons.PHASE.name,
-        show_join.PHASE.name, validate_phase.PHASE.name,
+        network.PHASE.name, show_join.PHASE.name, validate_phase.PHASE.name,
     )
 )
 

@@ -271,6 +271,18 @@ def finalize_kubelet_conf(data: bytes, where: str) -> bytes:
     return dump_kubeconfig(doc)
 
 
+def with_server(data: bytes, server: str, where: str) -> bytes:
+    """The kubeconfig with its current context's cluster pointed at `server` (everything else kept)."""
+    view = parse_kubeconfig(data, where)
+    doc = view.doc
+    context = next((c for c in doc.get("contexts") or [] if c.get("name") == doc.get("current-context")), None)
+    cluster_name = (context or {}).get("context", {}).get("cluster")
+    for entry in doc.get("clusters") or []:
+        if entry.get("name") == cluster_name:
+            entry["cluster"]["server"] = server
+    return dump_kubeconfig(doc)
+
+
 def _der(pem: bytes) -> bytes | None:
     try:
         return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)

@@ -8,8 +8,9 @@ endpointslices, nodes, namespaces and network policies, leases for its own leade
 services/status. It reaches the API server through the control-plane endpoint with a kubeconfig from
 its service-account token, as kube-proxy does, so it does not depend on a Service to find it.
 
-The CNI configuration (a bridge with host-local IPAM) is written on each node by the network phase
-when missing; kube-router then fills in the node's pod subnet and owns the file.
+The CNI configuration (a bridge with host-local IPAM) is installed on each node by the DaemonSet's
+init container when the node has none, so a node joined any way (ours, or `kubeadm join`) gets it;
+kube-router then fills in the node's pod subnet and owns the file.
 """
 
 from __future__ import annotations
@@ -30,9 +31,15 @@ CNI_CONF_FILE = f"{CNI_CONF_DIR}/10-kuberouter.conflist"
 BRIDGE = "kube-bridge"
 HEALTH_PORT = 20244
 LABELS = {"k8s-app": KUBE_ROUTER, "tier": "node"}
+CNI_CONFIGMAP = "kube-router-cni"
+CNI_SOURCE_DIR = "/etc/kube-router-cni"
+# Installs the configuration once, atomically (a half-written file would be read by the kubelet).
+INSTALL_CNI = (f'test -f {CNI_CONF_FILE} || {{ cp {CNI_SOURCE_DIR}/conflist {CNI_CONF_DIR}/.kube-router.tmp && '
+               f'mv {CNI_CONF_DIR}/.kube-router.tmp {CNI_CONF_FILE}; }}')
 
 
-def cni_conflist(spec: ClusterSpec) -> bytes:
+
+def cni_conflist(spec: ClusterSpec) -> str:
     """A bridge on kube-bridge with host-local addresses (kube-router adds the node's subnet) and
     portmap for hostPort pods."""
     bridge: dict[str, Any] = {"name": "kubernetes", "type": "bridge", "bridge": BRIDGE, "isDefaultGateway": True,
@@ -41,7 +48,7 @@ def cni_conflist(spec: ClusterSpec) -> bytes:
         bridge["hairpinMode"] = True
     doc = {"cniVersion": "0.3.0", "name": "mynet",
            "plugins": [bridge, {"type": "portmap", "capabilities": {"snat": True, "portMappings": True}}]}
-    return (json.dumps(doc, indent=2) + "\n").encode()
+    return json.dumps(doc, indent=2) + "\n"
 
 
 def args(spec: ClusterSpec) -> list[str]:
@@ -88,6 +95,16 @@ def daemonset(spec: ClusterSpec) -> KubeObject:
                     "serviceAccountName": KUBE_ROUTER,
                     "hostNetwork": True,
                     "hostPID": True,
+                    "initContainers": [{
+                        "name": "install-cni",
+                        "image": spec.network.image,
+                        "imagePullPolicy": "IfNotPresent",
+                        "command": ["/bin/sh", "-c", INSTALL_CNI],
+                        "volumeMounts": [
+                            {"name": "cni-conf-dir", "mountPath": CNI_CONF_DIR},
+                            {"name": "cni-source", "mountPath": CNI_SOURCE_DIR, "readOnly": True},
+                        ],
+                    }],
                     "containers": [{
                         "name": KUBE_ROUTER,
                         "image": spec.network.image,
@@ -116,6 +133,7 @@ def daemonset(spec: ClusterSpec) -> KubeObject:
                         host_path("lib-modules", "/lib/modules"),
                         host_path("cni-conf-dir", CNI_CONF_DIR),
                         {"name": "kubeconfig", "configMap": {"name": KUBECONFIG_CONFIGMAP}},
+                        {"name": "cni-source", "configMap": {"name": CNI_CONFIGMAP}},
                         host_path("xtables-lock", "/run/xtables.lock", "FileOrCreate"),
                     ],
                 },
@@ -130,5 +148,6 @@ def kube_router_objects(spec: ClusterSpec) -> list[KubeObject]:
         cluster_role(),
         cluster_role_binding(KUBE_ROUTER, KUBE_ROUTER, [sa_subject(KUBE_ROUTER, KUBE_SYSTEM)]),
         configmap(KUBECONFIG_CONFIGMAP, KUBE_SYSTEM, {"kubeconfig": kube_proxy_kubeconfig(spec)}, labels=dict(LABELS)),
+        configmap(CNI_CONFIGMAP, KUBE_SYSTEM, {"conflist": cni_conflist(spec)}, labels=dict(LABELS)),
         daemonset(spec),
     ]

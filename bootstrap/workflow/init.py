@@ -11,16 +11,22 @@ from bootstrap.engine.context import RunContext
 from bootstrap.engine.phase import Tree
 from bootstrap.engine.result import RunResult
 from bootstrap.engine.runner import RunState, run_tree
+from bootstrap.join.copycerts import parse_certificate_key
 from bootstrap.phases.certs import SharedPKI
+from bootstrap.phases.cluster_api import ADMIN_CONF
 from bootstrap.phases.tree import INIT
-from bootstrap.spec.inventory import CONTROL_PLANE, ETCD, InventoryHost
+from bootstrap.phases.upload_certs import CertificateUpload
+from bootstrap.render.kubeconfig import with_server
+from bootstrap.spec.inventory import CONTROL_PLANE, ETCD, InventoryHost, ansible_bool
 from bootstrap.spec.load import build_spec, environment_defaults
 from bootstrap.transport.local import LocalTarget
 from bootstrap.validate.zones import check_zones
 from bootstrap.workflow.options import Events, FleetOptions
-from bootstrap.workflow.session import close, connect, plan_fleet, run_state
+from bootstrap.workflow.session import FleetPlan, close, connect, plan_fleet, run_state
 
 ZONES = "zones"
+ADMIN_NOTE = "admin_kubeconfig"  # RunResult.notes: where the control machine's admin.conf was written
+ARTIFACTS_DIR = "artifacts"
 
 
 def local_host(name: str) -> InventoryHost:
@@ -56,7 +62,33 @@ def init_node(
         on_phase=events.on_phase,
         on_interrupt=events.on_interrupt,
     )
+    run.put_slot(certificate_upload(flags.get("upload_certs"), flags.get("certificate_key"), None))
     return run_tree(tree, run, skipped)
+
+
+def certificate_upload(enabled: object, key: object, key_dir: Path | None) -> CertificateUpload:
+    """--upload-certs / --certificate-key, checked before anything runs (a bad key is a usage error)."""
+    if key:
+        parse_certificate_key(str(key))
+    return CertificateUpload(enabled=bool(enabled), key_hex=str(key or ""), key_dir=key_dir)
+
+
+def write_admin_kubeconfig(plan: FleetPlan, run: RunState) -> str | None:
+    """Kubespray's kubeconfig_localhost: the first control plane's admin.conf, its server the cluster
+    endpoint, at inventories/NAME/artifacts/admin.conf (0600, atomic). None when there is none yet."""
+    if not ansible_bool(plan.inv.vars.get("kubeconfig_localhost", True)):
+        return None
+    target = run.targets.get(run.first_control_plane)
+    found = target.read(ADMIN_CONF) if target is not None and target.live else None
+    if found is None:
+        return None
+    data = with_server(found.content, plan.cluster.control_plane_url, f"{run.first_control_plane}:{ADMIN_CONF}")
+    artifacts = plan.inv.path.parent / ARTIFACTS_DIR
+    local = LocalTarget(artifacts, name="control-machine")
+    current = local.read("/admin.conf")
+    if current is None or current.content != data or current.mode != 0o600:
+        local.write("/admin.conf", data, 0o600)
+    return str(artifacts / "admin.conf")
 
 
 def init_fleet(opts: FleetOptions, events: Events | None = None, *, tree: Tree = INIT) -> RunResult:
@@ -74,7 +106,10 @@ def init_fleet(opts: FleetOptions, events: Events | None = None, *, tree: Tree =
     try:
         run = run_state(plan, names, conns, opts, events)
         run.put_slot(SharedPKI(store=Path(plan.pki_dir)))
+        run.put_slot(certificate_upload(opts.upload_certs, opts.certificate_key, Path(plan.pki_dir)))
         result = run_tree(tree, run, skip, skip_reasons=plan.reasons)
+        if not opts.dry_run and not result.hosts[run.first_control_plane].failed:
+            result.notes[ADMIN_NOTE] = write_admin_kubeconfig(plan, run)
     finally:
         close(conns)
     zones = check_zones(plan.inv.hosts)

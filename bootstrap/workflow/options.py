@@ -27,6 +27,8 @@ class FleetOptions:
     rootfs: str | None = None  # render every host into ROOTFS/<host>/ without contacting any
     only: str | None = None  # `init phase PATH -i`: that phase alone
     token: str | None = None  # join: the bootstrap token to use
+    upload_certs: bool = False  # init: kubeadm's --upload-certs
+    certificate_key: str | None = None  # init --upload-certs / join of control planes: kubeadm's --certificate-key
 
 
 @dataclass(frozen=True)

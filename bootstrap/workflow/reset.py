@@ -9,6 +9,8 @@ from bootstrap.engine.result import Change, HostReport, PhaseResult, RunResult, 
 from bootstrap.engine.runner import RunState, run_host_phases, run_tree
 from bootstrap.errors import KbootstrapError, TransportError, UsageError
 from bootstrap.etcd import members as etcd
+from bootstrap.kube.api import ClusterAPI
+from bootstrap.phases.cluster_api import ADMIN_CONF
 from bootstrap.phases.reset import RESET, ResetOptions
 from bootstrap.spec.inventory import InventoryHost
 from bootstrap.spec.load import build_spec
@@ -34,7 +36,7 @@ def reset_node(
         on_phase=events.on_phase,
     )
     run.put_slot(ResetOptions(cleanup_tmp_dir=cleanup_tmp_dir))
-    return run_tree(RESET, run, set())
+    return run_tree(RESET.local(), run, set())
 
 
 def reset_fleet(opts: FleetOptions, events: Events | None = None) -> RunResult:
@@ -84,8 +86,36 @@ def remove_node(opts: FleetOptions, node_name: str, *, force: bool) -> RunResult
             report.phases.extend(partial.phases)
         elif force:
             report.phases.append(PhaseResult("cleanup-node", skipped_reason="--force: the node is not contacted"))
+        if not report.failed and cps:
+            report.phases.append(_delete_node_object(conns.get(cps[0]), cps[0], node_name, opts.dry_run))
     finally:
         close(conns)
+    return result
+
+
+def _delete_node_object(conn: Target | KbootstrapError | None, cp: str, node_name: str, dry_run: bool) -> PhaseResult:
+    """The Node object goes too (Kubespray's remove-node deletes it): its pods are then rescheduled by
+    their controllers. Not drained first. Through a remaining control plane's admin.conf."""
+    result = PhaseResult("delete-node")
+    item = f"Node {node_name}"
+    if conn is None or isinstance(conn, KbootstrapError) or not conn.live:
+        result.changes.append(Change(result.name, item, Status.SKIPPED, f"{cp} is not reachable: delete it yourself"))
+        return result
+    admin = conn.read(ADMIN_CONF)
+    if admin is None:
+        result.changes.append(Change(result.name, item, Status.SKIPPED, f"no {ADMIN_CONF} on {cp}"))
+        return result
+    if dry_run:
+        result.changes.append(Change(result.name, item, Status.UPDATED, "would be deleted"))
+        return result
+    try:
+        with ClusterAPI(admin.content, f"{cp}:{ADMIN_CONF}") as api:
+            gone = api.delete("v1", "Node", node_name)
+    except KbootstrapError as exc:
+        result.changes.append(Change(result.name, item, Status.WARNING, f"not deleted: {exc.one_line()}"))
+        return result
+    result.changes.append(Change(result.name, item, Status.UPDATED if gone else Status.UNCHANGED,
+                                 "deleted through " + cp if gone else "not registered"))
     return result
 
 

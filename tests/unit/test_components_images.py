@@ -72,7 +72,7 @@ def test_kube_router_image_follows_kubespray_and_upstreams_dockerfile() -> None:
     plan = plans["kube-router"]
     assert plan.reference == "docker.io/cloudnativelabs/kube-router:v2.1.0"  # Kubespray: repo + "v" + version
     assert plan.config.entrypoint == ("/usr/local/bin/kube-router",) and plan.config.working_dir == "/root"
-    base, netfilter, tools, top = plan.layers
+    base, netfilter, tools, shell, top = plan.layers
     proxy = plans["kube-proxy"].layers
     assert (base, netfilter) == proxy[:2]  # the same layers as kube-proxy's: containerd stores them once
     assert {e.path for e in top} == {"/usr/local/bin/kube-router", "/usr/local/bin/gobgp", "/var/lib/gobgp"}
@@ -83,5 +83,8 @@ def test_kube_router_image_follows_kubespray_and_upstreams_dockerfile() -> None:
     for path in ["/bin/ip", "/sbin/modprobe", "/sbin/ipvsadm", "/etc/iproute2/rt_tables"]:  # rt_tables: kube-router appends to it
         assert path in tool_paths, path
     assert not netfilter_paths & tool_paths  # packages of the lower layer are not repeated
+    # the DaemonSet's init container installs the CNI config with a shell; busybox shadows no real tool
+    assert {e.path for e in shell} == {"/bin/busybox", "/bin/sh", "/bin/cp", "/bin/mv", "/bin/rm", "/bin/test", "/bin/["}
+    assert not {e.path for e in shell} & (netfilter_paths | tool_paths)
     debs = [s.debian for s in plan.contents if s.debian]
     assert len(debs) == len(set(debs)) and {"iproute2", "kmod", "ipvsadm", "iptables", "libc6"} <= set(debs)
