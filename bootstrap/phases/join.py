@@ -16,9 +16,13 @@ from bootstrap.engine.context import RunContext
 from bootstrap.engine.phase import ETCD_MEMBERS, Phase
 from bootstrap.engine.result import Status
 from bootstrap.engine.runner import RunState
-from bootstrap.errors import PhaseError
+from bootstrap.errors import PhaseError, PKIError
 from bootstrap.etcd import members as etcd
+from bootstrap.join import copycerts
+from bootstrap.join.apiclient import APIClient
 from bootstrap.phases import etcd as etcd_phase
+from bootstrap.phases.certs import SharedPKI, prepare_shared
+from bootstrap.phases.cluster_api import open_api
 from bootstrap.render.etcd import ETCD_SYSTEMD_UNIT_PATH
 from bootstrap.spec.endpoint import url_host
 from bootstrap.spec.model import MANIFESTS_DIR, ClusterSpec, EtcdMember, EtcdMode
@@ -159,6 +163,47 @@ def join_member(ctx: RunContext, etcdctl: etcd.Etcdctl) -> None:
 
 def _etcd_file(spec: ClusterSpec) -> str:
     return ETCD_SYSTEMD_UNIT_PATH if spec.etcd_mode == EtcdMode.HOST else f"{MANIFESTS_DIR}/etcd.yaml"
+
+
+# ---- control planes: the shared CAs from the kubeadm-certs Secret (--certificate-key) -------------
+@dataclass
+class CertificateKey:
+    """join -i --certificate-key: new control planes get the shared CAs from kubeadm-certs."""
+
+    key_hex: str = ""
+
+
+def prepare_shared_for_join(run: RunState, names: list[str]) -> None:
+    """Before the certs phase of a join: with --certificate-key the shared CA files come from the
+    kubeadm-certs Secret, read with a bootstrap token (kubeadm's RBAC: kubeadm:kubeadm-certs) and
+    decrypted with the key; else they are copied from the running control plane (over SSH)."""
+    key = run.slot(CertificateKey).key_hex
+    if not key or not any(run.nodes[n].is_control_plane for n in names):
+        prepare_shared(run, names)
+        return
+    from bootstrap.phases.bootstrap_token import join_token
+
+    shared = run.slot(SharedPKI)
+    spec = run.contexts[names[0]].spec
+    cert_dir = spec.cert_dir.rstrip("/")
+    source = run.targets.get(run.first_control_plane)
+    ca = source.read(f"{cert_dir}/ca.crt") if source is not None else None
+    if ca is None:
+        raise PhaseError(f"no {cert_dir}/ca.crt on {run.first_control_plane}: cannot verify the API server")
+    if run.dry_run:
+        shared.files, shared.source = {"ca.crt": ca.content}, "the kubeadm-certs Secret (dry run: not read)"
+        return
+    token = join_token(run)
+    api = open_api(run)  # the server that answered; the token client talks to the same one
+    client = APIClient(api.server, ca_pem=ca.content, token=str(token))
+    secret = client.get_secret(copycerts.NAMESPACE, copycerts.SECRET_NAME)
+    wanted = {path: name for path, name in copycerts.files_to_transfer(spec).items() if path.startswith(cert_dir + "/")}
+    files = copycerts.decrypt_secret(secret, copycerts.parse_certificate_key(key), wanted)
+    shared.files = {path.removeprefix(cert_dir + "/"): data for path, data in files.items()}
+    if shared.files.get("ca.crt") != ca.content:
+        raise PKIError("the CA in the kubeadm-certs Secret is not the cluster's",
+                       hint="upload the certificates again from a control plane of this cluster")
+    shared.source = f"the kubeadm-certs Secret on {api.server} (--certificate-key)"
 
 
 ETCD_JOIN = Phase(

@@ -8,6 +8,8 @@ INIT by a test (tests/unit/test_phase_tree.py).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bootstrap.engine.phase import CONTROL_PLANES, Tree
 from bootstrap.phases import (
     addons,
@@ -75,7 +77,8 @@ INIT = Tree(
 # control planes start their kubelet and are marked; workers join through TLS bootstrap; none of
 # init's cluster-wide API phases (the cluster runs), no fleet validation.
 JOIN = (
-    INIT.replace("kubeconfig", kubeconfig.JOIN)
+    INIT.replace("certs", replace(certs.PHASE, before=join.prepare_shared_for_join))
+    .replace("kubeconfig", kubeconfig.JOIN)
     .replace("etcd", join.ETCD_JOIN)
     .without(
         upload_config.PHASE.name, upload_certs.PHASE.name, bootstrap_token.PHASE.name, addons.PHASE.name,

@@ -45,6 +45,12 @@ CGROUP_V1_MESSAGE = (
 )
 
 
+CGROUP_V1_ALLOWED_MESSAGE = (
+    "cgroups v1 are deprecated: the kubelet runs on them because its configuration sets failCgroupV1: false; "
+    "boot the node with cgroups v2 (KEP-5573)"
+)
+
+
 def cgroup_v1_allowed(spec: ClusterSpec) -> bool:
     return spec.kubelet_configuration.get("failCgroupV1") is False or not spec.version.at_least(35)
 
@@ -110,7 +116,7 @@ def preflight_script(spec: ClusterSpec, *, control_plane: bool = True, own_ports
         't=$(stat -fc %T /sys/fs/cgroup/ 2>/dev/null || echo unknown)',
         'if [ "$t" = cgroup2fs ]; then say SystemVerification ok "cgroups v2"; '
         f'else say SystemVerification {"warning" if cgroup_v1_allowed(spec) else "error"} '
-        f'"{CGROUP_V1_MESSAGE} (/sys/fs/cgroup is $t)"; fi',
+        f'"{CGROUP_V1_ALLOWED_MESSAGE if cgroup_v1_allowed(spec) else CGROUP_V1_MESSAGE} (/sys/fs/cgroup is $t)"; fi',
     ]
     return "\n".join(lines) + "\n"
 

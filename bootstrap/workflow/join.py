@@ -9,10 +9,11 @@ from pathlib import Path
 from bootstrap.engine.result import RunResult
 from bootstrap.engine.runner import run_tree
 from bootstrap.errors import TransportError, UsageError
+from bootstrap.join.copycerts import parse_certificate_key
 from bootstrap.join.tokens import parse_token
 from bootstrap.phases.bootstrap_token import JoinToken
 from bootstrap.phases.certs import SharedPKI
-from bootstrap.phases.join import JoinState, etcd_client_url
+from bootstrap.phases.join import CertificateKey, JoinState, etcd_client_url
 from bootstrap.phases.tree import JOIN
 from bootstrap.spec.inventory import Inventory
 from bootstrap.workflow.options import Events, FleetOptions
@@ -61,6 +62,9 @@ def join_fleet(opts: FleetOptions, events: Events | None = None) -> RunResult:
             )
         run = run_state(plan, new, conns, opts, events, first_control_plane=join.source_cp)
         run.put_slot(join)
+        if opts.certificate_key:
+            parse_certificate_key(opts.certificate_key)
+            run.put_slot(CertificateKey(opts.certificate_key))
         if opts.token:
             run.put_slot(JoinToken(token=parse_token(opts.token), given=True))
         run.put_slot(SharedPKI(store=Path(plan.pki_dir)))
