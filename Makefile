@@ -41,12 +41,16 @@ test: install lint components
 test-unit:
 	$(PYTHON) -m pytest -q tests/unit
 
-# The main job: a lab of 3 control planes + 1 worker, an offline bundle, `kbootstrap init -i` on it,
-# then the same command again (nothing to do). The lab stays up: `kbootstrap lab down --name demo`.
+# The main job. The lab stays up: `kbootstrap lab down --name demo`.
+# A real cluster in the lab: 3 control planes behind a keepalived VIP + HAProxy, 2 workers,
+# kube-router; then the nodes and the netcheck matrix, and a rerun that changes nothing.
 demo: install components
-	kbootstrap lab up --name demo --control-planes 3 --workers 1
+	kbootstrap lab up --name demo --control-planes 3 --workers 2 --vip
 	kbootstrap bundle create --components auto
 	kbootstrap init -i inventories/demo/hosts.yaml
+	kubectl --kubeconfig inventories/demo/artifacts/admin.conf get nodes -o wide
+	kubectl --kubeconfig inventories/demo/artifacts/admin.conf get pods -A -o wide
+	kbootstrap netcheck -i inventories/demo/hosts.yaml
 	kbootstrap init -i inventories/demo/hosts.yaml
 	@echo "the lab is still up: kbootstrap lab status --name demo; take it down with: kbootstrap lab down --name demo"
 

@@ -39,12 +39,14 @@ def lab() -> None:
               help="Machines booting at once.")
 @click.option("--boot-timeout", type=click.FloatRange(5), default=ops.DEFAULT_BOOT_TIMEOUT, show_default=True,
               help="Seconds to wait for sshd per boot attempt (3 attempts).")
+@click.option("--vip", is_flag=True, help="Give the control planes a keepalived VIP (.250 of the subnet) in the "
+              "inventory (kbootstrap_vip): HAProxy on each, the cluster endpoint VIP:8443.")
 @OUTPUT
 def up(name: str, control_planes: int, workers: int, subnet: str | None, inventory_dir: str, parallel: int,
-       boot_timeout: float, output: str) -> None:
+       boot_timeout: float, vip: bool, output: str) -> None:
     """Create and boot a lab, write its inventory. A no-op for a lab that is already up."""
     st, created = ops.up(name, control_planes, workers, subnet=subnet, inventory_dir=inventory_dir,
-                         parallel=parallel, boot_timeout=boot_timeout)
+                         parallel=parallel, boot_timeout=boot_timeout, vip=vip)
     msg = (f"lab {name} is up: {len(st.machines)} machines on {st.subnet}, inventory {st.inventory_dir}/hosts.yaml"
            if created else f"lab {name} is already up ({len(st.machines)} machines on {st.subnet}); nothing to do")
     _emit(output, {"name": name, "created": created, "subnet": st.subnet, "inventory": st.inventory_dir}, msg)

@@ -124,6 +124,7 @@ def lab_vars(lab: LabState) -> dict[str, Any]:
         "kbootstrap_bundle": str(lab_bundle_dir()),
         **({} if components else {"kbootstrap_skip_phases": lab_skip_phases_without_components(),
                                   "kbootstrap_skip_reason": LAB_SKIP_REASON}),
+        **({"kbootstrap_vip": lab.vip} if lab.vip else {}),
         # Nodes pull through the lab registry (https, lab CA): registry.k8s.io and every registry
         # an image in it comes from. containerd_registries_mirrors is Kubespray's variable.
         "containerd_registries_mirrors": registry.mirrors(lab),

@@ -84,6 +84,9 @@ def _pick_subnet(name: str, subnet: str | None) -> ipaddress.IPv4Network:
     return net
 
 
+VIP_OFFSET = 250
+
+
 def up(
     name: str,
     control_planes: int,
@@ -93,6 +96,7 @@ def up(
     inventory_dir: str | None = None,
     parallel: int = DEFAULT_PARALLEL,
     boot_timeout: float = DEFAULT_BOOT_TIMEOUT,
+    vip: bool = False,
 ) -> tuple[LabState, bool]:
     """Bring the lab up. Returns (state, created); created is False when it was already up."""
     plan.validate_name(name)
@@ -123,6 +127,8 @@ def up(
                     Machine(name=p.name, role=p.role, ip=p.ip, netns=p.netns, veth=p.veth)
                     for p in plan.plan_machines(name, control_planes, workers, ips)
                 ],
+                # The VIP sits high in the subnet, away from the machines' addresses.
+                vip=str(net[min(VIP_OFFSET, net.num_addresses - 2)]) if vip else "",
             )
             # Saved before anything is made, so `down` always knows what to look for.
             st.dir.mkdir(parents=True, exist_ok=True)

@@ -94,6 +94,7 @@ class LabState:
     complete: bool = False  # set once `up` has finished; a half-made lab is cleaned by `down`
     registry_images: list[str] = field(default_factory=list)  # what the lab registry serves
     registry_storage: str = ""  # its (shared, read-only) storage directory
+    vip: str = ""  # `lab up --vip`: the keepalived VIP the inventory gives the control planes
     version: int = STATE_VERSION
 
     @property

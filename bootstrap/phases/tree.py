@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bootstrap.engine.phase import CONTROL_PLANES, Tree
+from bootstrap.engine.phase import ALL, CONTROL_PLANES, Tree
 from bootstrap.phases import (
     addons,
     bootstrap_token,
     certs,
+    cluster_ready,
     control_plane,
     etcd,
     join,
@@ -68,6 +69,7 @@ INIT = Tree(
         *API_PHASES,
         network.PHASE,
         worker_join.PHASE,
+        cluster_ready.PHASE,
         show_join.PHASE,
         validate_phase.PHASE,
     )
@@ -79,6 +81,7 @@ INIT = Tree(
 JOIN = (
     INIT.replace("certs", replace(certs.PHASE, before=join.prepare_shared_for_join))
     .replace("kubeconfig", kubeconfig.JOIN)
+    .replace("cluster-ready", cluster_ready.PHASE.with_hosts(ALL))
     .replace("etcd", join.ETCD_JOIN)
     .without(
         upload_config.PHASE.name, upload_certs.PHASE.name, bootstrap_token.PHASE.name, addons.PHASE.name,
