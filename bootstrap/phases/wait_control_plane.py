@@ -56,10 +56,27 @@ done
             ctx.record(name, Status.UNCHANGED, line.split(" ", 1)[1])
     if not result.ok:
         last = (result.stdout.strip().splitlines() or ["no answer"])[-1]
+        component = last.split(" ", 1)[0]
         raise PhaseError(
-            f"the control plane on {ctx.name} did not come up within {HEALTH_TIMEOUT // 60}m: {last}",
+            f"the control plane on {ctx.name} did not come up within {HEALTH_TIMEOUT // 60}m: {last}"
+            + container_state(ctx, component),
             hint="see `journalctl -u kubelet` and `crictl ps -a` on that node",
         )
+
+
+def container_state(ctx: RunContext, component: str) -> str:
+    """What the CRI says about the component's container: its state, restarts and last log line."""
+    if component == "kubelet":
+        found = ctx.fact("systemctl is-active kubelet; journalctl -u kubelet -n 200 --no-pager -o cat "
+                         "| grep -E ' E[0-9]{4} |error|failed' | tail -1")
+    else:
+        name = shlex.quote(component)
+        found = ctx.fact(f"id=$(crictl ps -a -q --name {name} 2>/dev/null | head -1); "
+                         f"[ -n \"$id\" ] || {{ echo 'no container'; exit 0; }}; "
+                         "crictl inspect -o go-template --template '{{.status.state}} (attempt {{.status.metadata.attempt}})' "
+                         "\"$id\" 2>/dev/null; echo; crictl logs --tail 20 \"$id\" 2>&1 | grep -v '^$' | tail -1")
+    lines = [ln.strip() for ln in (found.stdout if found is not None else "").splitlines() if ln.strip()]
+    return f" [{'; '.join(lines)[:400]}]" if lines else ""
 
 
 PHASE = Phase("wait-control-plane", "Wait for the control plane to start", run, hosts=CONTROL_PLANES,
