@@ -45,6 +45,8 @@ def run_tls_bootstrap(ctx: RunContext) -> None:
         return
     assert ctx.run is not None
     joining = ctx.run.slot(JoinToken)
+    if not joining.ca_pem:  # one Ansible task per host: the before-hook ran in another process
+        joining.ca_pem = ctx.run.slot(SharedPKI).files.get("ca.crt", b"")
     if (joining.token is None or not joining.ca_pem) and offline(ctx) is not None:
         ctx.skip(BOOTSTRAP_KUBECONFIG, f"{offline(ctx)}: no cluster CA yet (the certs phase makes it)")
         return

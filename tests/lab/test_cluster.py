@@ -26,6 +26,8 @@ from bootstrap.lab.testing import sh
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(KUBECTL is None, reason=KUBECTL_MISSING)]
 
+# Not wget's own -T: Debian's busybox-static 1.35 wget segfaults with it.
+WGET = ("/bin/busybox", "timeout", "10", "/bin/busybox", "wget", "-qO-")
 SEED = """
 apiVersion: v1
 kind: Namespace
@@ -203,12 +205,11 @@ def test_seed_workloads_dns_services_and_pod_to_pod(cluster: dict[str, Any]) -> 
                   "web.seed.svc.cluster.local")
     svc_ip = json.loads(kubectl(cluster, "-n", "seed", "get", "service", "web", "-o", "json"))["spec"]["clusterIP"]
     assert svc_ip in out, out
-    served = {kubectl(cluster, "-n", "seed", "exec", client, "--", "/bin/busybox", "wget", "-qO-", "-T", "5",
-                      "http://web.seed.svc.cluster.local").strip() for _ in range(12)}
+    served = {kubectl(cluster, "-n", "seed", "exec", client, "--", *WGET, "http://web.seed.svc.cluster.local").strip()
+              for _ in range(12)}
     assert served <= {p["metadata"]["name"] for p in web} and served, served
     for pod in web:  # pod to pod, across nodes, on the pod network
-        got = kubectl(cluster, "-n", "seed", "exec", client, "--", "/bin/busybox", "wget", "-qO-", "-T", "5",
-                      f"http://{pod['status']['podIP']}:8080").strip()
+        got = kubectl(cluster, "-n", "seed", "exec", client, "--", *WGET, f"http://{pod['status']['podIP']}:8080").strip()
         assert got == pod["metadata"]["name"]
 
 
