@@ -105,7 +105,7 @@ def changes(report: dict[str, Any]) -> dict[str, list[str]]:
 
 def pids(lab: LabState, machine: str) -> dict[str, str]:
     _, out, _ = sh(lab, machine, "for p in kubelet etcd kube-apiserver containerd; do echo $p $(pgrep -xo $p); done")
-    return dict(line.split(" ", 1) for line in out.strip().splitlines())
+    return {name: pid for name, _, pid in (line.partition(" ") for line in out.strip().splitlines())}
 
 
 @pytest.fixture(scope="module")
@@ -259,9 +259,15 @@ def test_token_create_prints_a_join_command_the_real_kubeadm_accepts(cluster: di
     assert w2 not in kubectl(cluster, "get", "nodes", "-o", "name")
     proc = kbootstrap("token", "create", "--print-join-command", "--kubeconfig", str(cluster["admin"]))
     assert proc.returncode == 0 and proc.stdout.startswith("kubeadm join "), proc.stderr
-    # The command goes to the node on stdin, never in an argv of ours.
-    code, out, err = sh(lab, w2, "bash -s", stdin=proc.stdout.strip() + " --ignore-preflight-errors=SystemVerification\n",
-                        timeout=300)
+    # Its values go to kubeadm in a JoinConfiguration on stdin: a token never sits in an argv.
+    words = proc.stdout.split()
+    endpoint, token = words[2], words[words.index("--token") + 1]
+    ca_hash = words[words.index("--discovery-token-ca-cert-hash") + 1]
+    config = (f"apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n"
+              f'    apiServerEndpoint: "{endpoint}"\n    token: "{token}"\n    caCertHashes: ["{ca_hash}"]\n'
+              "nodeRegistration:\n  ignorePreflightErrors: [SystemVerification]\n")
+    code, out, err = sh(lab, w2, "umask 077; cat > /root/join.yaml; kubeadm join --config /root/join.yaml; "
+                        "rc=$?; rm -f /root/join.yaml; exit $rc", stdin=config, timeout=300)
     assert code == 0, (out + err)[-2000:]
     assert "This node has joined the cluster" in out
     kubectl(cluster, "wait", "--for=condition=Ready", f"node/{w2}", "--timeout=180s", timeout=200)
