@@ -1,7 +1,8 @@
 """join-workers: the workers join the running control plane as `kubeadm join` does, through the
 kubelet's TLS bootstrap: bootstrap-kubelet.conf with a bootstrap token (the cluster's, found or
 made by phases/bootstrap_token.py), the kubelet started, and then the wait until it has its client
-certificate (its CSR approved by the node-autoapprove binding) and written kubelet.conf.
+certificate (its CSR approved by the node-autoapprove binding) and written kubelet.conf; then
+bootstrap-kubelet.conf goes, as kubeadm removes it.
 
 A worker with a kubelet.conf has joined: nothing is written, no token is needed or made.
 """
@@ -85,6 +86,9 @@ def wait_for_bootstrap(ctx: RunContext) -> None:
             hint="see `journalctl -u kubelet` there; its CSR (kubectl get csr) and the bootstrap token's RBAC",
         )
     ctx.record(KUBELET_KUBECONFIG, Status.CREATED, f"written by the kubelet {result.stdout.strip()} (CSR approved)")
+    # As kubeadm join: the token's credential leaves the disk once the kubelet has its own. (kubeadm
+    # also removes it when the wait fails; here it stays, so the kubelet can still finish.)
+    ctx.remove(BOOTSTRAP_KUBECONFIG, detail="removed: the TLS bootstrap is done")
 
 
 TLS_BOOTSTRAP = Phase("tls-bootstrap", "Write bootstrap-kubelet.conf with a bootstrap token for the kubelet's "

@@ -324,9 +324,11 @@ def test_worker_rejoins_with_scale_playbook(labs: dict[str, Any]) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert set(report["hosts"]) == {w} and report["hosts"][w]["changed"] >= 2
-    assert "tls-bootstrap" in [p["name"] for p in report["hosts"][w]["phases"]]
-    _, out, _ = sh(lab, w, "stat -c '%a %n' /etc/kubernetes/pki/ca.crt /etc/kubernetes/bootstrap-kubelet.conf")
-    assert out.split() == ["600", "/etc/kubernetes/pki/ca.crt", "600", "/etc/kubernetes/bootstrap-kubelet.conf"]
+    assert "join-workers/tls-bootstrap" in [p["name"] for p in report["hosts"][w]["phases"]]
+    # Joined through TLS bootstrap: the kubelet's own kubelet.conf, the bootstrap credential gone.
+    _, out, _ = sh(lab, w, "stat -c '%a %n' /etc/kubernetes/pki/ca.crt /etc/kubernetes/kubelet.conf; "
+                   "test -e /etc/kubernetes/bootstrap-kubelet.conf && echo still-there")
+    assert out.split() == ["600", "/etc/kubernetes/pki/ca.crt", "600", "/etc/kubernetes/kubelet.conf"]
     again = json.loads(subprocess.run([sys.executable, "-c", join], capture_output=True, text=True, timeout=600).stdout)
     assert again["hosts"][w]["changed"] == 0
     ssh = cli("join", "-i", params["inventory"], "--limit", w, "--pki-dir", params["pki_dir"], "-o", "json")

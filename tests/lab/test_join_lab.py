@@ -168,32 +168,33 @@ def test_init_on_the_grown_cluster_leaves_etcd_alone(grown: dict[str, Any]) -> N
 
 
 def test_worker_join_writes_expected_files_and_modes(grown: dict[str, Any]) -> None:
+    """The worker joins the running cluster through TLS bootstrap: the kubelet started with a
+    bootstrap token the cluster knows, its CSR approved, kubelet.conf written by the kubelet; the
+    bootstrap credential gone afterwards, as kubeadm join does."""
     lab = grown["lab"]
     w = workers(lab)[0]
-    # This inventory runs kubelet-start: its files are written; the kubelet itself is not installed
-    # here (no registry ships it), so starting it is skipped and the report says so.
-    inv = inventory_copy(Path(lab.inventory_dir), grown["tmp"] / "with-kubelet-start",
-                         skip=["binaries/kubelet", "binaries/kubeadm"])
-    report = join(grown, w, inv)
+    report = join(grown, w)
     items = {c["item"]: c for p in report["hosts"][w]["phases"] for c in p["changes"]}
-    assert items["start kubelet"]["status"] == "skipped"
+    assert items["start kubelet"]["status"] == "updated"
+    assert "CSR approved" in items["/etc/kubernetes/kubelet.conf"]["detail"]
     token_note = next(c for i, c in items.items() if i.startswith("bootstrap token "))
-    assert token_note["status"] == "warning" and "not registered" in token_note["detail"]
-    code, out, _ = sh(lab, w, "find /etc/kubernetes /var/lib/kubelet -type f -printf '%m %p\\n' | sort -k2")
+    assert token_note["status"] == "unchanged"
+    code, out, _ = sh(lab, w, "find /etc/kubernetes /var/lib/kubelet -maxdepth 1 -type f -printf '%m %p\\n' | sort -k2")
     assert code == 0
     files = {p: m for m, p in (line.split(" ", 1) for line in out.strip().splitlines())}
     assert files == {
-        "/etc/kubernetes/bootstrap-kubelet.conf": "600",
-        f"{PKI}/ca.crt": "600",
+        "/etc/kubernetes/kubelet.conf": "600",
         "/var/lib/kubelet/config.yaml": "600",
         "/var/lib/kubelet/kubeadm-flags.env": "644",
         **({"/var/lib/kubelet/instance-config.yaml": "600"} if "/var/lib/kubelet/instance-config.yaml" in files
            else {}),
     }
-    _, conf, _ = sh(lab, w, "cat /etc/kubernetes/bootstrap-kubelet.conf")
+    assert sh(lab, w, f"stat -c %a {PKI}/ca.crt")[1].strip() == "600"
+    _, conf, _ = sh(lab, w, "cat /etc/kubernetes/kubelet.conf")
     kc = yaml.safe_load(conf)
-    assert kc["users"][0]["name"] == "tls-bootstrap-token-user"
-    assert kc["clusters"][0]["cluster"]["server"] == f"https://{lab.machine(cps(lab)[0]).ip}:6443"
+    assert kc["users"][0]["user"]["client-certificate"] == "/var/lib/kubelet/pki/kubelet-client-current.pem"
+    assert kc["clusters"][0]["cluster"]["server"] in (f"https://{lab.machine(cps(lab)[0]).ip}:6443",
+                                                      "https://localhost:6443")
 
 
 def test_remove_node_shrinks_etcd_and_cleans_the_node(grown: dict[str, Any]) -> None:
