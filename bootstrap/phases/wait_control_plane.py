@@ -74,7 +74,8 @@ def container_state(ctx: RunContext, component: str) -> str:
         found = ctx.fact(f"id=$(crictl ps -a -q --name {name} 2>/dev/null | head -1); "
                          f"[ -n \"$id\" ] || {{ echo 'no container'; exit 0; }}; "
                          "crictl inspect -o go-template --template "
-                         "'{{.status.state}} (attempt {{.status.metadata.attempt}})' \"$id\" 2>/dev/null; echo; crictl logs --tail 20 \"$id\" 2>&1 | grep -v '^$' | tail -1")
+                         "'{{.status.state}} (attempt {{.status.metadata.attempt}})' \"$id\" 2>/dev/null; echo; "
+                         "crictl logs --tail 20 \"$id\" 2>&1 | grep -v '^$' | tail -1")
     lines = [ln.strip() for ln in (found.stdout if found is not None else "").splitlines() if ln.strip()]
     return f" [{'; '.join(lines)[:400]}]" if lines else ""
 

@@ -22,6 +22,7 @@ from bootstrap.spec.model import ClusterSpec
 from bootstrap.transport.base import Target
 from bootstrap.transport.cache import ReadAheadTarget
 from bootstrap.transport.local import LocalTarget
+from bootstrap.transport.trace import maybe_trace
 from bootstrap.workflow.fleet_spec import fleet_cluster_spec, node_specs
 from bootstrap.workflow.options import Events, FleetOptions
 
@@ -135,7 +136,7 @@ def connect(
     ]
     out: dict[str, Target | KbootstrapError] = {}
     for name, conn in connect_all(hosts, forks=opts.forks, tofu=opts.tofu).items():
-        out[name] = conn if isinstance(conn, KbootstrapError) else ReadAheadTarget(conn)
+        out[name] = conn if isinstance(conn, KbootstrapError) else ReadAheadTarget(maybe_trace(conn))
     return out
 
 
