@@ -181,7 +181,9 @@ def assert_node_state(lab: LabState) -> None:
     assert out.split("\n")[:-1] == [
         f"root:root 600 {PKI}/ca.crt",
         "root:root 644 /etc/containerd/config.toml",
-        f"{PKI}/ca.crt",  # no CA key (or anything else) on a worker
+        # The kubelet's own kubeconfig (TLS-bootstrapped) and the CA: no CA key, nothing else.
+        "/etc/kubernetes/kubelet.conf",
+        f"{PKI}/ca.crt",
     ], out
     for m in lab.machines:
         loose = root(lab, m.name, "find /etc/kubernetes -type f -name '*.key' ! -perm 0600 -printf '%m %p\\n'")
