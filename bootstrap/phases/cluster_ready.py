@@ -30,13 +30,15 @@ def _daemonset_done(ds: dict[str, Any] | None) -> bool:
     return bool(want) and status.get("numberAvailable") == want and status.get("updatedNumberScheduled") == want
 
 
-def missing(ctx: RunContext, nodes: list[str]) -> list[str]:
+def missing(ctx: RunContext, nodes: list[str], *, workloads: bool = True) -> list[str]:
     """What is not there yet ([] when the cluster is ready)."""
     api = cluster_api(ctx)
     out = []
     found = {n["metadata"]["name"]: n for n in api.list("v1", "Node")}
     out += [f"Node {n} not Ready" if n in found else f"Node {n} not registered"
             for n in nodes if n not in found or not _ready(found[n])]
+    if not workloads:
+        return out
     dns = api.get("apps/v1", "Deployment", coredns.COREDNS, "kube-system")
     if dns is not None:
         status, want = dns.get("status") or {}, (dns.get("spec") or {}).get("replicas", 1)
@@ -59,11 +61,14 @@ def run(ctx: RunContext) -> None:
     assert ctx.run is not None
     nodes = [ctx.run.contexts[n].spec.node.name for n in ctx.run.alive()
              if ctx.run.nodes[n].is_control_plane or getattr(ctx.run.nodes[n], "is_worker", False)]
+    # A host that failed in this run may be down: its pods (CoreDNS, DaemonSet pods) would not come
+    # back within the wait, so then only the nodes that are up are waited for (the run fails anyway).
+    lost = [n for n in ctx.run.nodes if n not in ctx.run.alive()]
     last: list[str] = []
 
     def check() -> bool | None:
         nonlocal last
-        last = missing(ctx, nodes)
+        last = missing(ctx, nodes, workloads=not lost)
         return True if not last else None
 
     try:
@@ -71,6 +76,10 @@ def run(ctx: RunContext) -> None:
     except KbootstrapError:
         raise PhaseError(f"the cluster is not ready after {READY_TIMEOUT / 60:.0f}m: " + "; ".join(last[:6]),
                          hint="kubectl get pods -A; journalctl -u kubelet on the nodes named") from None
+    if lost:
+        ctx.record("cluster", Status.WARNING, f"{len(nodes)} nodes Ready; CoreDNS and the DaemonSets not waited for: "
+                                              f"{', '.join(lost)} failed in this run")
+        return
     ctx.record("cluster", Status.UNCHANGED, f"{len(nodes)} nodes Ready, CoreDNS and the DaemonSets available")
 
 
