@@ -50,6 +50,8 @@ BENCHES += [
         ["ansible_vs_ssh.py", "--machines", "20"],
         ["ansible_vs_ssh.py", "--machines", "5"],
     ),
+    ("Components: `make components` warm (issue 13)", ["components.py"], ["components.py"]),
+    ("A real cluster: kbootstrap beside the kubeadm path, 3 CP + 2 W (issue 14)", ["cluster.py"], ["cluster.py"]),
 ]
 
 

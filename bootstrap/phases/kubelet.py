@@ -68,14 +68,32 @@ def run(ctx: RunContext, *, changed_before: tuple[str, ...] = ()) -> None:
     start(ctx, changed)
 
 
+# The kubelet learns the runtime's cgroup driver from the CRI once, at its start: started before
+# containerd was (re)started (after a reboot, before a rerun fixed containerd's config), it keeps
+# a stale driver and every sandbox fails ("expected cgroupsPath to be of format slice:prefix:name").
+RUNTIME_NEWER = "containerd restarted after the kubelet"
+_STARTS = "systemctl show -p ActiveEnterTimestampMonotonic --value containerd kubelet 2>/dev/null"
+
+
+def runtime_newer(starts: str) -> bool:
+    """From `_STARTS`'s output: containerd entered `active` after the running kubelet did."""
+    values = starts.split()
+    if len(values) != 2 or not all(v.isdigit() for v in values):
+        return False
+    runtime, kubelet = (int(v) for v in values)
+    return kubelet > 0 and runtime > kubelet
+
+
 def start(ctx: RunContext, changed: list[str]) -> None:
-    present = ctx.fact(f"test -x {KUBELET_BINARY}")
+    present = ctx.fact(f"test -x {KUBELET_BINARY} && {_STARTS}")
     if present is not None and not present.ok:
         ctx.skip("start kubelet", f"{KUBELET_BINARY} is not installed: nothing to start")
         return
     units_changed = any(p in (k.KUBELET_UNIT_PATH, k.KUBELET_DROPIN_PATH) for p in changed)
-    why = ", ".join(p.rsplit("/", 1)[-1] for p in changed)
-    ctx.service("kubelet", restart=bool(changed), why=why and f"{why} changed", daemon_reload=units_changed)
+    reasons = [f"{', '.join(p.rsplit('/', 1)[-1] for p in changed)} changed"] if changed else []
+    if present is not None and runtime_newer(present.stdout):
+        reasons.append(RUNTIME_NEWER)
+    ctx.service("kubelet", restart=bool(reasons), why="; ".join(reasons), daemon_reload=units_changed)
 
 
 PHASE = Phase("kubelet-start", "Write kubelet settings and (re)start the kubelet", run)

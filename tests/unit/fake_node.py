@@ -20,6 +20,7 @@ class Unit:
     enabled: bool = False
     active: bool = False
     starts: int = 0  # start + restart + reload, i.e. how often the process was (re)started
+    started_at: int = 0  # when it last entered `active` (a clock of the node's own: ticks per start)
 
 
 @dataclass
@@ -138,6 +139,9 @@ class FakeNode:
     def _systemctl(self, args: list[str], out: list[str]) -> int:
         if args == ["daemon-reload"]:
             return 0
+        if args[:3] == ["show", "-p", "ActiveEnterTimestampMonotonic"] and args[3:4] == ["--value"]:
+            out.extend(f"{self.unit(n).started_at if self.unit(n).active else 0}\n" for n in args[4:])
+            return 0
         if len(args) != 2 and args[:2] != ["disable", "--now"]:
             return 127
         verb, name = args[0], args[-1]
@@ -154,6 +158,7 @@ class FakeNode:
         if verb in ("start", "restart", "reload-or-restart"):
             if verb != "start" or not unit.active:
                 unit.starts += 1
+                unit.started_at = 1 + max(u.started_at for u in self.units.values())
             unit.active = True
             return 0
         if verb in ("stop", "disable"):

@@ -144,6 +144,17 @@ def test_kubelet_is_restarted_only_when_its_inputs_change() -> None:
                              "kubernetes_version": "v1.33.1"}))
     start = next(c for c in third.hosts["cp1"].phases[0].changes if c.item == "start kubelet")
     assert node.unit("kubelet").starts == 2 and "config.yaml" in start.detail and "restarted" in start.detail
+    # containerd restarted after the kubelet (a rerun fixed its config after a reboot): the kubelet
+    # holds the runtime's old cgroup driver, so it is restarted once, and a rerun leaves it alone.
+    node.unit("containerd").active = True
+    node._systemctl(["restart", "containerd"], [])
+    fourth = once(build_spec({"apiserver_advertise_address": "10.0.0.1", "node_name": "cp1",
+                              "kubernetes_version": "v1.33.1"}))
+    start = next(c for c in fourth.hosts["cp1"].phases[0].changes if c.item == "start kubelet")
+    assert node.unit("kubelet").starts == 3 and "containerd restarted after the kubelet" in start.detail
+    fifth = once(build_spec({"apiserver_advertise_address": "10.0.0.1", "node_name": "cp1",
+                             "kubernetes_version": "v1.33.1"}))
+    assert changes(fifth) == set() and node.unit("kubelet").starts == 3
 
 
 def test_rolling_restarts_one_host_at_a_time_and_a_failed_gate_stops_the_roll() -> None:

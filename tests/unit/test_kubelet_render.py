@@ -159,3 +159,12 @@ def test_fleet_nodes_get_node_ip_from_the_inventory() -> None:
         update={"kubelet_extra_args": (Arg(name="node-ip", value="10.9.9.9"),)})})
     env = k.kubelet_flags_env(node_spec(own, host, ()), hostname="w1").decode()
     assert "--node-ip=10.9.9.9" in env and "192.168.56.12" not in env
+
+
+def test_kubelet_restarts_when_containerd_started_after_it() -> None:
+    from bootstrap.phases.kubelet import runtime_newer
+
+    assert runtime_newer("2000\n1000\n")  # containerd restarted after the kubelet: stale cgroup driver
+    assert not runtime_newer("1000\n2000\n")  # the usual order (boot, or a kubelet restarted since)
+    assert not runtime_newer("1000\n0\n")  # kubelet not running: it is started anyway
+    assert not runtime_newer("")  # no systemd answer: nothing to conclude
