@@ -58,6 +58,7 @@ class EventCollector:
     etcd_sources: dict[str, str] = field(default_factory=dict)  # joined member -> the member it joined through
     netcheck_facts: dict[str, str] = field(default_factory=dict)  # host -> its netcheck facts output
     netcheck_outputs: dict[str, str] = field(default_factory=dict)  # host -> its probe script output
+    notes: dict[str, Any] = field(default_factory=dict)  # the run's closing notes (join text, admin kubeconfig)
 
     def __post_init__(self) -> None:
         self.reports = {h: HostReport(h) for h in self.hosts}
@@ -94,6 +95,8 @@ class EventCollector:
                 self.netcheck_facts[host] = str(ours["netcheck_facts"])
             if "netcheck_output" in ours:
                 self.netcheck_outputs[host] = str(ours["netcheck_output"])
+            if isinstance(ours.get("notes"), Mapping):
+                self.notes.update(ours["notes"])
         if isinstance(res.get("kbootstrap_validate"), Mapping):
             # Validation failures are the report's `validation`, not a failed host (as over SSH).
             self.validation[host] = res["kbootstrap_validate"]

@@ -16,7 +16,7 @@ The steps the roles call are checked against the tree by tests/unit/test_phase_t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from bootstrap.engine.result import HostReport, PhaseResult, Status
 from bootstrap.engine.runner import SKIPPED, RunState, has_host_work, run_host_phases
 from bootstrap.errors import KbootstrapError, UsageError
 from bootstrap.join.tokens import parse_token
-from bootstrap.phases import certs, etcd, join, loadbalancer, worker_join
+from bootstrap.phases import certs, cluster_ready, etcd, join, loadbalancer, show_join, worker_join
 from bootstrap.phases.bootstrap_token import JoinToken, join_token
 from bootstrap.phases.reset import RESET, ResetOptions
 from bootstrap.phases.tree import INIT, JOIN
@@ -36,6 +36,7 @@ from bootstrap.transport.cache import ReadAheadTarget
 from bootstrap.transport.local import LocalTarget
 from bootstrap.validate.netcheck import FACTS_SCRIPT, SCRIPT_TIMEOUT, parse_results, plan_for_source, probe_script
 from bootstrap.validate.nodes import ERROR, FAIL, PASS, SKIP, infra_host, node_checks, run_checks
+from bootstrap.workflow.init import ADMIN_NOTE, write_admin_kubeconfig
 from bootstrap.workflow.join import join_state
 from bootstrap.workflow.options import Events, FleetOptions
 from bootstrap.workflow.session import FleetPlan, plan_fleet, run_state
@@ -195,6 +196,7 @@ def run_step(step: str, inp: StepInput, target: Target) -> dict[str, Any]:
             "etcd:after": _etcd_health,
             "loadbalancer:after": _vip_report,
             "join-workers:before": _join_token,
+            "cluster-ready": _cluster_ready,
             "validate/netcheck:facts": _netcheck_facts,
             "validate/netcheck": _netcheck,
             "validate/nodes": _validate,
@@ -264,6 +266,8 @@ def _phase(s: Step, phase: Phase) -> dict[str, Any]:
     join_info = s.run.slot(join.JoinState) if s.inp.join else None
     if join_info is not None and join_info.etcd_source:  # `join -i` reports the member it joined through
         result["kbootstrap"]["etcd_source"] = join_info.etcd_source
+    if step == show_join.PHASE.name and not result["failed"]:
+        result["kbootstrap"]["notes"] = closing_notes(s)
     if step == "loadbalancer" and not result["failed"] and host.is_control_plane and not _vip_skipped(s):
         # Whether this control plane holds the VIP, for the loadbalancer:after step: in this task's
         # result, not a task of its own (a task costs every host a worker and a spec load).
@@ -271,6 +275,18 @@ def _phase(s: Step, phase: Phase) -> dict[str, Any]:
         assert endpoint is not None
         result["ansible_facts"] = {"kbootstrap_vip_held": loadbalancer.holds_vip(s.ctx.target, endpoint)}
     return result
+
+
+def closing_notes(s: Step) -> dict[str, Any]:
+    """What `init -i` ends with, from the first control plane's task: the join text (secrets
+    withheld) and, as Kubespray's kubeconfig_localhost, the admin kubeconfig written on the control
+    machine by this (controller-side) task, so the key never travels in a task's result."""
+    notes: dict[str, Any] = {}
+    if show_join.JOIN_NOTE in s.run.result.notes:
+        notes[show_join.JOIN_NOTE] = s.run.result.notes[show_join.JOIN_NOTE]
+    if not s.inp.check_mode:
+        notes[ADMIN_NOTE] = write_admin_kubeconfig(s.plan, s.run)
+    return notes
 
 
 def _shared_pki(s: Step) -> dict[str, Any]:
@@ -349,6 +365,12 @@ def _join_token(s: Step) -> dict[str, Any]:
     """Once, delegated to a running control plane, when a worker still has to join: the bootstrap
     token the workers use (found or made through its API, as `init -i` / `join -i` do), handed to
     their steps as a fact (the task is no_log: the secret is never shown)."""
+    step = "join-workers:before"
+    if worker_join.PHASE.name in s.plan.skip:
+        return _not_applicable(s.inp.host, step, f"{worker_join.PHASE.name} is skipped")
+    hosts = {h.name: h for h in s.plan.inv.hosts}
+    if not any(h in hosts and hosts[h].is_worker and not hosts[h].is_control_plane for h in s.inp.play_hosts):
+        return _not_applicable(s.inp.host, step, "no worker in this play")
     source = s.inp.source or s.run.first_control_plane
     s.run.targets[source] = s.ctx.target  # delegated to the source: this is its connection
     s.run.first_control_plane = source
@@ -360,6 +382,21 @@ def _join_token(s: Step) -> dict[str, Any]:
         "ansible_facts": {"kbootstrap_join_token": str(token), "kbootstrap_join_token_note": note},
         "kbootstrap": {"host": s.inp.host, "step": "join-workers:before", "phases": []},
     }
+
+
+def _cluster_ready(s: Step) -> dict[str, Any]:
+    """init: on the first control plane, as the phase. scale.yml: once, delegated to the running
+    control plane the play joins through (a new worker holds no admin credentials), waiting for
+    every node of the play."""
+    if s.inp.source is None:
+        return _phase(s, cluster_ready.PHASE)
+    step = cluster_ready.PHASE.name
+    s.run.targets[s.inp.source] = s.ctx.target  # delegated to the source: this is its connection
+    s.run.first_control_plane = s.inp.source
+    nodes = [s.plan.specs[h].node.name for h in s.inp.play_hosts if h in s.plan.specs]
+    play = replace(cluster_ready.PHASE, run=lambda ctx: cluster_ready.wait_ready(ctx, nodes, []))
+    report = run_host_phases(s.ctx, (play,), s.plan.skip, reasons=s.plan.reasons)
+    return _result(s.host.name, step, report.phases)
 
 
 def _netcheck_skipped(s: Step) -> str:

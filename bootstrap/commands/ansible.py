@@ -95,6 +95,7 @@ def _fleet_command(
     if playbook == "scale.yml":  # as `join -i` shapes it
         result.notes[JOINED_THROUGH] = next(iter(run.collector.etcd_sources.values()), None)
     if playbook == "cluster.yml":
+        result.notes.update(run.collector.notes)
         zones = check_zones(plan.inv.hosts)
         result.notes[ZONES] = {"warnings": zones.warnings, "suggestion": zones.suggestion or None}
     extra_json: dict[str, Any] = {"transport": "ansible"}

@@ -59,7 +59,11 @@ NODE_PATHS = (
     "/etc/systemd/system/kubelet.service.d",
     "/usr/bin/kubectl",
     "/opt/cni/bin",
-    "/var/lib/kubelet",
+    # What kbootstrap writes there; the rest of /var/lib/kubelet is the running kubelet's own state
+    # (pods, plugin sockets, rotated certificates with timestamps in their names).
+    "/var/lib/kubelet/config.yaml",
+    "/var/lib/kubelet/kubeadm-flags.env",
+    "/var/lib/kubelet/instance-config.yaml",
     "/var/lib/kbootstrap",
     "/var/cache/kbootstrap",
 )

@@ -10,7 +10,7 @@ from typing import Any
 from bootstrap.engine.context import RunContext
 from bootstrap.engine.phase import FIRST_CONTROL_PLANE, Phase
 from bootstrap.engine.result import Status
-from bootstrap.errors import KbootstrapError, PhaseError
+from bootstrap.errors import PhaseError, TransportError
 from bootstrap.kube.api import wait_for
 from bootstrap.phases.cluster_api import cluster_api, offline
 from bootstrap.render import kuberouter
@@ -64,6 +64,11 @@ def run(ctx: RunContext) -> None:
     # A host that failed in this run may be down: its pods (CoreDNS, DaemonSet pods) would not come
     # back within the wait, so then only the nodes that are up are waited for (the run fails anyway).
     lost = [n for n in ctx.run.nodes if n not in ctx.run.alive()]
+    wait_ready(ctx, nodes, lost)
+
+
+def wait_ready(ctx: RunContext, nodes: list[str], lost: list[str]) -> None:
+    """Wait until `nodes` are Ready (and, when no host was lost, CoreDNS and the DaemonSets)."""
     last: list[str] = []
 
     def check() -> bool | None:
@@ -73,8 +78,9 @@ def run(ctx: RunContext) -> None:
 
     try:
         wait_for("the cluster to be ready", check, timeout=READY_TIMEOUT, interval=2.0, stopping=lambda: ctx.stopping)
-    except KbootstrapError:
-        raise PhaseError(f"the cluster is not ready after {READY_TIMEOUT / 60:.0f}m: " + "; ".join(last[:6]),
+    except TransportError as exc:  # the wait ran out (other errors, e.g. no credentials, say themselves)
+        raise PhaseError(f"the cluster is not ready after {READY_TIMEOUT / 60:.0f}m: "
+                         + ("; ".join(last[:6]) or exc.one_line()),
                          hint="kubectl get pods -A; journalctl -u kubelet on the nodes named") from None
     if lost:
         ctx.record("cluster", Status.WARNING, f"{len(nodes)} nodes Ready; CoreDNS and the DaemonSets not waited for: "

@@ -137,6 +137,12 @@ def stop_service(ctx: RunContext, unit: str, *, disable: bool = False) -> None:
     if not active.ok:
         if not disable:
             ctx.record(item, Status.UNCHANGED, f"the {unit} is not running")
+            return
+        # etcd exits with an error once its member is removed: the unit is left failed (and enabled).
+        leftover = ctx.fact(f"systemctl is-enabled --quiet {unit} || systemctl is-failed --quiet {unit}")
+        if leftover is not None and leftover.ok:
+            ctx.run_change(f"systemctl disable {unit} >/dev/null 2>&1; systemctl reset-failed {unit} >/dev/null 2>&1"
+                           f" || true\necho 'CHANGED {item}'", item, changes=[item])
         return
     verb = "disable --now" if disable else "stop"
     ctx.run_change(f"systemctl {verb} {unit} >/dev/null 2>&1 || true\necho 'CHANGED {item}'", item, changes=[item])

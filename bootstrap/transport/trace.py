@@ -26,8 +26,8 @@ class TracingTarget:
         self.name, self.live = inner.name, inner.live
 
     def _log(self, op: str, started: float, what: str) -> None:
-        line = json.dumps({"host": self.name, "op": op, "ms": round((time.monotonic() - started) * 1000, 1),
-                           "what": what[:120]})
+        line = json.dumps({"host": self.name, "op": op, "t": round(started, 3),
+                           "ms": round((time.monotonic() - started) * 1000, 1), "what": what[:120]})
         with _LOCK, open(self.path, "a") as f:
             f.write(line + "\n")
 

@@ -42,7 +42,8 @@ import hashlib, json, os, stat, sys, base64
 out = {}
 def add(p):
     st = os.lstat(p)
-    kind = "l" if stat.S_ISLNK(st.st_mode) else "d" if stat.S_ISDIR(st.st_mode) else "f"
+    kind = ("l" if stat.S_ISLNK(st.st_mode) else "d" if stat.S_ISDIR(st.st_mode)
+            else "f" if stat.S_ISREG(st.st_mode) else "o")  # o: a socket or fifo, never opened
     e = {"mode": oct(st.st_mode & 0o7777), "kind": kind}
     if kind == "l":
         e["target"] = os.readlink(p)

@@ -125,7 +125,7 @@ def test_key_modes_and_no_ca_key_on_workers(cluster: dict[str, Any]) -> None:
     for w in workers(lab):
         code, out, _ = sh(lab, w, "find /etc/kubernetes -type f | sort")
         # The kubelet's own kubelet.conf after its TLS bootstrap; the bootstrap credential is gone.
-        assert out.split() == [f"{PKI}/ca.crt", "/etc/kubernetes/kubelet.conf"]
+        assert sorted(out.split()) == sorted([f"{PKI}/ca.crt", "/etc/kubernetes/kubelet.conf"])
 
 
 def test_second_run_changes_nothing_and_is_fast(cluster: dict[str, Any]) -> None:

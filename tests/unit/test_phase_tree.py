@@ -109,7 +109,9 @@ def _steps(playbook: str) -> list[str]:
 
     def role(name: str, tasks_from: str = "main") -> None:
         for task in yaml.safe_load((playbooks_dir() / "roles" / name / "tasks" / f"{tasks_from}.yml").read_text()):
-            if "kbootstrap_phase" in task:
+            # A role may run one step from alternative tasks (init vs scale.yml's delegated form):
+            # consecutive tasks of the same step are that one step.
+            if "kbootstrap_phase" in task and out[-1:] != [task["kbootstrap_phase"]["step"]]:
                 out.append(task["kbootstrap_phase"]["step"])
 
     for r in play.get("roles") or []:
