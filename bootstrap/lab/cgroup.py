@@ -138,14 +138,24 @@ def _base(h: Hierarchy, lab: str) -> Path:
 
 def _mkdir_cpuset(d: Path) -> None:
     """mkdir a cpuset cgroup and the missing ones above it. A new cpuset cgroup has no CPUs and no
-    memory nodes, and a process cannot join it (ENOSPC) until they are copied from its parent."""
-    if d.is_dir():
-        return
-    _mkdir_cpuset(d.parent)
-    d.mkdir()
-    for f in ("cpuset.cpus", "cpuset.mems"):
-        if not (d / f).read_text().strip():
-            (d / f).write_text((d.parent / f).read_text())
+    memory nodes, and a process cannot join it (ENOSPC) until they are copied from its parent.
+    Machines boot in parallel: another thread may have made a shared parent (the lab's) and not yet
+    filled it, so every empty one on the way up is filled, top-down, whoever made it."""
+    missing, p = [], d
+    while not p.is_dir():
+        missing.append(p)
+        p = p.parent
+    for q in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made by another machine's thread meanwhile
+            q.mkdir()
+    empty, p = [], d
+    while any(not (p / f).read_text().strip() for f in ("cpuset.cpus", "cpuset.mems")):
+        empty.append(p)
+        p = p.parent
+    for q in reversed(empty):
+        for f in ("cpuset.cpus", "cpuset.mems"):
+            if not (q / f).read_text().strip():
+                (q / f).write_text((q.parent / f).read_text())
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,10 @@ def run(ctx: RunContext) -> None:
 
 def wait_ready(ctx: RunContext, nodes: list[str], lost: list[str]) -> None:
     """Wait until `nodes` are Ready (and, when no host was lost, CoreDNS and the DaemonSets)."""
+    why = offline(ctx)
+    if why is not None:
+        ctx.skip("cluster", f"{why}: nothing is waited for")
+        return
     last: list[str] = []
 
     def check() -> bool | None:

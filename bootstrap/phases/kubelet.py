@@ -93,7 +93,28 @@ def start(ctx: RunContext, changed: list[str]) -> None:
     reasons = [f"{', '.join(p.rsplit('/', 1)[-1] for p in changed)} changed"] if changed else []
     if present is not None and runtime_newer(present.stdout):
         reasons.append(RUNTIME_NEWER)
-    ctx.service("kubelet", restart=bool(reasons), why="; ".join(reasons), daemon_reload=units_changed)
+    if ctx.service("kubelet", restart=bool(reasons), why="; ".join(reasons), daemon_reload=units_changed):
+        wait_healthy(ctx)
+
+
+HEALTH_WAIT = 40  # seconds for a (re)started kubelet that has its credentials to answer /healthz
+
+
+def wait_healthy(ctx: RunContext) -> None:
+    """A kubelet that has its kubeconfig answers /healthz (and serves :10250) a few seconds after a
+    (re)start: what follows (the API phases, netcheck's port probes) finds it serving. A kubelet
+    still to TLS-bootstrap is waited for by its join step instead."""
+    if ctx.dry_run or not ctx.live:
+        return
+    result = ctx.fact(
+        f"if [ ! -f {KUBERNETES_DIR}/kubelet.conf ]; then exit 0; fi; i=0; "
+        f"until curl -sf --max-time 2 -o /dev/null http://127.0.0.1:10248/healthz; do "
+        f"i=$((i+1)); if [ $i -ge {HEALTH_WAIT} ]; then exit 1; fi; sleep 1; done",
+        timeout=HEALTH_WAIT + 30,
+    )
+    if result is not None and result.exit_code == 1:
+        ctx.warn("kubelet health", f"the kubelet does not answer /healthz {HEALTH_WAIT}s after its start "
+                                   "(see `journalctl -u kubelet`)")
 
 
 PHASE = Phase("kubelet-start", "Write kubelet settings and (re)start the kubelet", run)

@@ -145,7 +145,11 @@ def stop_service(ctx: RunContext, unit: str, *, disable: bool = False) -> None:
                            f" || true\necho 'CHANGED {item}'", item, changes=[item])
         return
     verb = "disable --now" if disable else "stop"
-    ctx.run_change(f"systemctl {verb} {unit} >/dev/null 2>&1 || true\necho 'CHANGED {item}'", item, changes=[item])
+    # A unit whose process exits non-zero on the way down (etcd whose member was just removed) is
+    # left `failed`: reset-failed, so the node shows nothing failed.
+    ctx.run_change(f"systemctl {verb} {unit} >/dev/null 2>&1 || true\n"
+                   f"systemctl reset-failed {unit} >/dev/null 2>&1 || true\necho 'CHANGED {item}'",
+                   item, changes=[item])
 
 
 def run_cleanup_node(ctx: RunContext) -> None:

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -75,7 +76,9 @@ def normalizer(lab: LabState) -> Any:
     prefix = lab.subnet.split("/")[0].rsplit(".", 1)[0] + "."
 
     def norm(text: str) -> str:
-        return text.replace(lab.name, "LAB").replace(prefix, "NET.")
+        text = text.replace(lab.name, "LAB").replace(prefix, "NET.")
+        # Bootstrap token ids are drawn at random on each cluster.
+        return re.sub(r"(bootstrap-token-|bootstrap token )[a-z0-9]{6}\b", r"\1ID", text)
 
     return norm
 

@@ -80,6 +80,29 @@ def test_cpuset_gets_cpus_and_mems_from_parent(tmp_path: Path) -> None:
         assert (tmp_path / d / "cpuset.mems").read_text() == "0\n"
 
 
+def test_cpuset_parent_made_but_not_filled_by_another_thread_is_filled(tmp_path: Path) -> None:
+    # Machines boot in parallel: the lab's cgroup exists, its cpus not yet copied by its maker.
+    (tmp_path / "cpuset.cpus").write_text("0-1\n")
+    (tmp_path / "cpuset.mems").write_text("0\n")
+    for d in ("kbootstrap", "kbootstrap/lab"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "cpuset.cpus").write_text("" if d.endswith("lab") else "0-1\n")
+        (tmp_path / d / "cpuset.mems").write_text("" if d.endswith("lab") else "0\n")
+    orig_mkdir = Path.mkdir
+
+    def mkdir(self: Path, *a: object, **k: object) -> None:
+        orig_mkdir(self)
+        (self / "cpuset.cpus").write_text("")
+        (self / "cpuset.mems").write_text("")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Path, "mkdir", mkdir)
+        cgroup._mkdir_cpuset(tmp_path / "kbootstrap" / "lab" / "m2")
+    for d in ("kbootstrap/lab", "kbootstrap/lab/m2"):
+        assert (tmp_path / d / "cpuset.cpus").read_text() == "0-1\n"
+        assert (tmp_path / d / "cpuset.mems").read_text() == "0\n"
+
+
 def test_nspawn_args(tmp_path: Path) -> None:
     m = Machine("dev-cp1", "control-plane", "10.9.9.10", "kb-dev-cp1", "kvabcdefc1")
     st = LabState(name="dev", subnet="10.9.9.0/24", bridge="kb-x", bridge_ip="10.9.9.1", domain="dev.lab",
