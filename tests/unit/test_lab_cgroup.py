@@ -61,19 +61,22 @@ def test_pure_cgroup2_host() -> None:
     assert [(str(h.mount), h.is_controller) for h in hs] == [("/sys/fs/cgroup", False)]
 
 
+_MKDIR = Path.mkdir
+
+
+def cpuset_mkdir(self: Path, *a: object, **k: object) -> None:
+    """mkdir as cpusetfs makes a cgroup: its cpus and mems files there, empty."""
+    _MKDIR(self)
+    (self / "cpuset.cpus").write_text("")
+    (self / "cpuset.mems").write_text("")
+
+
 def test_cpuset_gets_cpus_and_mems_from_parent(tmp_path: Path) -> None:
     # A plain directory stands in for cpusetfs: files appear empty in a new cgroup until written.
     (tmp_path / "cpuset.cpus").write_text("0-3\n")
     (tmp_path / "cpuset.mems").write_text("0\n")
-    orig_mkdir = Path.mkdir
-
-    def mkdir(self: Path, *a: object, **k: object) -> None:
-        orig_mkdir(self)
-        (self / "cpuset.cpus").write_text("")
-        (self / "cpuset.mems").write_text("")
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Path, "mkdir", mkdir)
+        mp.setattr(Path, "mkdir", cpuset_mkdir)
         cgroup._mkdir_cpuset(tmp_path / "kbootstrap" / "lab" / "m1" / "payload")
     for d in ("kbootstrap", "kbootstrap/lab", "kbootstrap/lab/m1/payload"):
         assert (tmp_path / d / "cpuset.cpus").read_text() == "0-3\n"
@@ -88,15 +91,8 @@ def test_cpuset_parent_made_but_not_filled_by_another_thread_is_filled(tmp_path:
         (tmp_path / d).mkdir()
         (tmp_path / d / "cpuset.cpus").write_text("" if d.endswith("lab") else "0-1\n")
         (tmp_path / d / "cpuset.mems").write_text("" if d.endswith("lab") else "0\n")
-    orig_mkdir = Path.mkdir
-
-    def mkdir(self: Path, *a: object, **k: object) -> None:
-        orig_mkdir(self)
-        (self / "cpuset.cpus").write_text("")
-        (self / "cpuset.mems").write_text("")
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Path, "mkdir", mkdir)
+        mp.setattr(Path, "mkdir", cpuset_mkdir)
         cgroup._mkdir_cpuset(tmp_path / "kbootstrap" / "lab" / "m2")
     for d in ("kbootstrap/lab", "kbootstrap/lab/m2"):
         assert (tmp_path / d / "cpuset.cpus").read_text() == "0-1\n"
