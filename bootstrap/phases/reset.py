@@ -97,7 +97,8 @@ def run_remove_etcd_member(ctx: RunContext) -> None:
     if ctx.state(ETCD_SYSTEMD_UNIT_PATH) is not None:
         stop_service(ctx, "etcd", disable=True)
         ctx.remove(ETCD_SYSTEMD_UNIT_PATH)
-        ctx.fact("systemctl daemon-reload")
+        # A member removed from a survivor exits on its own (and may restart): no failed unit stays.
+        ctx.fact("systemctl daemon-reload; systemctl reset-failed etcd >/dev/null 2>&1; true")
     clean_dir(ctx, data_dir)
 
 
@@ -141,8 +142,9 @@ def stop_service(ctx: RunContext, unit: str, *, disable: bool = False) -> None:
         # etcd exits with an error once its member is removed: the unit is left failed (and enabled).
         leftover = ctx.fact(f"systemctl is-enabled --quiet {unit} || systemctl is-failed --quiet {unit}")
         if leftover is not None and leftover.ok:
-            ctx.run_change(f"systemctl disable {unit} >/dev/null 2>&1; systemctl reset-failed {unit} >/dev/null 2>&1"
-                           f" || true\necho 'CHANGED {item}'", item, changes=[item])
+            ctx.run_change(f"systemctl disable --now {unit} >/dev/null 2>&1; "
+                           f"systemctl reset-failed {unit} >/dev/null 2>&1 || true\necho 'CHANGED {item}'",
+                           item, changes=[item])
         return
     verb = "disable --now" if disable else "stop"
     # A unit whose process exits non-zero on the way down (etcd whose member was just removed) is
