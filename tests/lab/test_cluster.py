@@ -270,6 +270,11 @@ def test_token_create_prints_a_join_command_the_real_kubeadm_accepts(cluster: di
                         "rc=$?; rm -f /root/join.yaml; exit $rc", stdin=config, timeout=300)
     assert code == 0, (out + err)[-2000:]
     assert "This node has joined the cluster" in out
+    # kubeadm returns once the kubelet has its credentials; the kubelet registers its Node a moment
+    # later, and `kubectl wait` on an object that does not exist yet fails at once.
+    deadline = time.monotonic() + 60
+    while w2 not in kubectl(cluster, "get", "nodes", "-o", "name") and time.monotonic() < deadline:
+        time.sleep(1)
     kubectl(cluster, "wait", "--for=condition=Ready", f"node/{w2}", "--timeout=180s", timeout=200)
 
 
