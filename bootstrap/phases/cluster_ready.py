@@ -54,10 +54,6 @@ def missing(ctx: RunContext, nodes: list[str], *, workloads: bool = True) -> lis
 
 
 def run(ctx: RunContext) -> None:
-    why = offline(ctx)
-    if why is not None:
-        ctx.skip("cluster", f"{why}: nothing is waited for")
-        return
     assert ctx.run is not None
     nodes = [ctx.run.contexts[n].spec.node.name for n in ctx.run.alive()
              if ctx.run.nodes[n].is_control_plane or getattr(ctx.run.nodes[n], "is_worker", False)]
