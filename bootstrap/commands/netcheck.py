@@ -25,6 +25,8 @@ from bootstrap.render.netchecker import (
     proxy_path,
     render_manifests,
 )
+from bootstrap.render.podprobe import ProbeOptions
+from bootstrap.validate.podnetwork import PodNetworkReport
 
 KUBECTL_TIMEOUT = 20
 
@@ -42,6 +44,12 @@ KUBECTL_TIMEOUT = 20
 @click.option("--node-port", type=click.IntRange(30000, 32767), default=NetcheckerOptions.node_port, show_default=True)
 @click.option("--report-interval", type=click.IntRange(1), default=NetcheckerOptions.report_interval,
               show_default=True, help="Seconds between agent reports.")
+@click.option("--image", "probe_image", metavar="IMAGE",
+              help="With --in-cluster: run kbootstrap's own pod-network probe (any image with /bin/busybox) "
+                   "instead of reading Netchecker.")
+@click.option("--timeout", "probe_timeout", type=click.IntRange(10), default=120, show_default=True,
+              help="Seconds the pod-network probe waits for every agent.")
+@click.option("--keep", is_flag=True, help="Leave the pod-network probe's namespace in place.")
 def netcheck(
     inventory: str | None,
     config: str | None,
@@ -54,6 +62,9 @@ def netcheck(
     namespace: str,
     node_port: int,
     report_interval: int,
+    probe_image: str | None,
+    probe_timeout: int,
+    keep: bool,
 ) -> None:
     """Prove every node reaches every other: names, ping, and the ports each role serves.
 
@@ -61,10 +72,22 @@ def netcheck(
     every node's name and the control-plane endpoint, ping every other node, connect to etcd
     (2379/2380), the API server and the kubelet (10250) where they are expected up; ports whose
     service is not running are listed as skipped with the reason. Exit 1 on any failure.
+
+    With --in-cluster, through the API server: Netchecker's report, or with --image kbootstrap's own
+    probe, a DaemonSet whose agents resolve each other through cluster DNS, reach a Service and every
+    other agent across nodes; the matrix is read through the pod proxy, then the probe is removed.
     """
     opts = NetcheckerOptions(namespace=namespace, node_port=node_port, report_interval=report_interval)
     if render_manifests:
         click.echo(_render(opts), nl=False)
+        return
+    if probe_image and not in_cluster:
+        raise UsageError("--image runs the in-cluster probe", hint="add --in-cluster")
+    if in_cluster and probe_image:
+        probe = pod_network_probe(ProbeOptions(image=probe_image), kubeconfig, probe_timeout, keep)
+        emit(output, probe.to_json(), lambda: pod_network_text(probe))
+        if not probe.ok:
+            raise SystemExit(1)
         return
     if in_cluster:
         conn, source = in_cluster_report(opts, kubeconfig)
@@ -183,6 +206,41 @@ def _go_time(text: str) -> datetime | None:
         return datetime.fromisoformat(f"{m[1]}{frac}{tz}")
     except ValueError:
         return None
+
+
+def _kubeconfig_bytes(path: str | None) -> tuple[bytes, str]:
+    """kubectl's rule: --kubeconfig, else the first file in $KUBECONFIG, else ~/.kube/config."""
+    where = path or (os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or os.path.expanduser("~/.kube/config"))
+    try:
+        with open(where, "rb") as f:
+            return f.read(), where
+    except OSError as exc:
+        raise UsageError(f"cannot read the kubeconfig {where}: {exc.strerror}",
+                         hint="pass --kubeconfig (init leaves inventories/NAME/artifacts/admin.conf)") from None
+
+
+def pod_network_probe(opts: ProbeOptions, kubeconfig: str | None, timeout: int, keep: bool) -> PodNetworkReport:
+    from bootstrap.kube.api import session
+    from bootstrap.validate.podnetwork import probe_pod_network
+
+    data, where = _kubeconfig_bytes(kubeconfig)
+    with session(data, where) as api:
+        return probe_pod_network(api, opts, timeout=timeout, keep=keep)
+
+
+def pod_network_text(report: PodNetworkReport) -> str:
+    running = [a for a in report.agents if a.problem is None]
+    peers = report.peers
+    lines = [f"pod network (kbootstrap probe, image {report.image}): "
+             f"{'ok' if report.ok else 'FAILED'} in {report.seconds:.0f}s",
+             f"  agents running: {len(running)} of {len(report.agents) + len(report.nodes_without_agent)} nodes",
+             f"  cluster DNS and Service: {sum(1 for a in running if a.report and a.report.dns_ok)} and "
+             f"{sum(1 for a in running if a.report and a.report.service_ok)} of {len(running)} agents",
+             f"  pod to pod: {sum(p.ok for p in peers)} of {len(peers)} pairs"]
+    lines += ["  ✗ " + f for f in report.failures()]
+    if report.kept:
+        lines.append(f"  kept: namespace {report.namespace} (delete it with kubectl delete ns {report.namespace})")
+    return "\n".join(lines)
 
 
 def _in_cluster_text(report: ConnectivityReport, source: str) -> str:
