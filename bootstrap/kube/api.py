@@ -176,12 +176,24 @@ class ClusterAPI:
         return True
 
     def raw(self, path: str) -> str:
-        """GET an API path as text (`/readyz`, `/version`)."""
+        """GET an API path as text (`/readyz`, a pod proxy path); a non-2xx answer is an APIError."""
+        from kubernetes.client.exceptions import ApiException
+
         def call() -> str:
-            resp = self._api.call_api(path, "GET", response_type="str", auth_settings=["BearerToken"],
-                                      _return_http_data_only=True, _preload_content=False,
-                                      _request_timeout=self.timeout)
-            return resp.data.decode(errors="replace") if hasattr(resp, "data") else str(resp)
+            api = self._api
+            if hasattr(api, "param_serialize"):  # the client's generator since v33
+                method, url, headers, _, _ = api.param_serialize("GET", path, auth_settings=["BearerToken"])
+                resp = api.call_api(method, url, header_params=headers, _request_timeout=self.timeout)
+                resp.read()
+            else:
+                resp = api.call_api(path, "GET", response_type="str", auth_settings=["BearerToken"],
+                                    _return_http_data_only=True, _preload_content=False,
+                                    _request_timeout=self.timeout)
+            status = int(getattr(resp, "status", 200))
+            if not 200 <= status < 300:
+                raise ApiException(status=status, reason=getattr(resp, "reason", ""))
+            data = resp.data
+            return data.decode(errors="replace") if isinstance(data, bytes) else str(data)
         return self._call(f"GET {path}", call)
 
 

@@ -19,15 +19,19 @@ from bootstrap.engine.phase import Phase
 from bootstrap.engine.result import Status
 from bootstrap.errors import PhaseError
 from bootstrap.render.node import (
+    CHECKSUM_STAMPS,
     CONTAINERD_CONFIG,
     CRICTL_CONFIG,
+    FILE_IDENTITY,
     MODULES_FILE,
     SYSCTL_FILE,
+    checksum_stamp,
     containerd_config,
     crictl_yaml,
     modules_conf,
     registry_files,
     required_sysctls,
+    stamped_sha256_script,
     sysctl_conf,
 )
 from bootstrap.render.templates import render_template
@@ -42,7 +46,6 @@ CONTAINERD_UNIT = "/etc/systemd/system/containerd.service"
 IMAGE_CACHE = "/var/cache/kbootstrap/images"
 CNI_PACKAGE = "containernetworking-plugins"
 BIN_DIR = "/usr/bin"
-STAMP_DIR = "/var/lib/kbootstrap/checksums"
 POLICY_RC = "/usr/sbin/policy-rc.d"
 
 
@@ -168,22 +171,18 @@ def install_files(ctx: RunContext, items: list[Install]) -> list[str]:
     """Put every item on the node unless it already has that checksum; returns the paths that
     changed (or would). One fact script checks them all: hashing a 60 MB binary on every run costs
     more than the rest of a rerun, so a stamp records the checksum with the file's size, mtime and
-    inode, and the hash is recomputed whenever any of them changed."""
+    inode (render/node.py's FILE_IDENTITY), and the hash is recomputed whenever any of them changed."""
     if not items:
         return []
     if not ctx.live:
         for it in items:
             ctx.skip(it.dest, "not a live host (--rootfs): binaries are installed by a run on the node")
         return []
-    checks = "\n".join(
-        f"p={shlex.quote(it.dest)}; s={shlex.quote(_stamp(it.dest))}\n"
-        'if id=$(stat -c "%s %Y %i" "$p" 2>/dev/null); then\n'
-        f'  if [ "$(cat "$s" 2>/dev/null)" = "{it.sha256} $id" ]; then echo "{it.sha256} $p";\n'
-        '  else echo "$(sha256sum "$p" | cut -d" " -f1) $p"; fi\n'
-        'else echo "- $p"; fi'
-        for it in items
-    )
-    have = _sums(ctx.fact(checks))
+    checks = "\n".join(f"printf '%s %s\\n' \"$({stamped_sha256_script(it.dest)})\" {shlex.quote(it.dest)}"
+                       for it in items)
+    found = ctx.fact(checks)
+    have = _sums(found)
+    stamped = {path for path, how in _hows(found).items() if how == "stamped"}
     todo = [it for it in items if have.get(it.dest) != it.sha256]
     for it in items:
         if it not in todo:
@@ -199,29 +198,34 @@ def install_files(ctx: RunContext, items: list[Install]) -> list[str]:
         bad = [it.dest for it in todo if got.get(it.dest) != it.sha256]
         if bad:
             raise PhaseError(f"checksum mismatch after copy to {ctx.name}: {', '.join(bad)}")
-    _write_stamps(ctx, items)
+    _write_stamps(ctx, [it for it in items if it in todo or it.dest not in stamped])
     return [it.dest for it in todo]
 
 
 def _sums(result: CommandResult | None) -> dict[str, str]:
-    """`SHA256 PATH` lines -> {path: sha256} ("-" for a missing file)."""
+    """`[HOW] SHA256 PATH` lines -> {path: sha256} ("-" for a missing file)."""
     out = {}
     for line in result.stdout.splitlines() if result is not None else []:
-        digest, _, path = line.partition(" ")
-        out[path] = digest
+        how = line.startswith(("stamped ", "hashed ", "missing "))
+        words = line.split(" ", 2) if how else ["", *line.split(" ", 1)]
+        if len(words) == 3:
+            out[words[2]] = words[1]
     return out
 
 
-def _stamp(path: str) -> str:
-    return f"{STAMP_DIR}/{path.strip('/').replace('/', '_')}"
+def _hows(result: CommandResult | None) -> dict[str, str]:
+    """`HOW SHA256 PATH` lines -> {path: how}: stamped, hashed or missing."""
+    lines = result.stdout.splitlines() if result is not None else []
+    return {w[2]: w[0] for w in (line.split(" ", 2) for line in lines) if len(w) == 3}
 
 
 def _write_stamps(ctx: RunContext, items: list[Install]) -> None:
-    """Our checksum cache on the node: bookkeeping, not a change to report."""
-    if ctx.dry_run or not ctx.live:
+    """Our checksum cache on the node: bookkeeping, not a change to report; only stale stamps are written."""
+    if ctx.dry_run or not ctx.live or not items:
         return
-    lines = [f"mkdir -p {STAMP_DIR}"] + [
-        f"p={shlex.quote(it.dest)}; f={shlex.quote(_stamp(it.dest))}; s=\"{it.sha256} $(stat -c '%s %Y %i' \"$p\")\"; "
+    lines = [f"mkdir -p {CHECKSUM_STAMPS}"] + [
+        f"p={shlex.quote(it.dest)}; f={shlex.quote(checksum_stamp(it.dest))}; "
+        f"s=\"{it.sha256} $({FILE_IDENTITY} \"$p\")\"; "
         f'[ "$(cat "$f" 2>/dev/null)" = "$s" ] || printf "%s" "$s" > "$f"'
         for it in items
     ]

@@ -13,9 +13,9 @@ request) without writing an ssh_config, and honours `become` the way every other
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import re
+import secrets
 import shlex
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +37,7 @@ from bootstrap.render.node import (
     SYSCTL_FILE,
     required_sysctls,
     sandbox_image,
+    stamped_sha256_script,
 )
 from bootstrap.spec.inventory import InventoryHost
 from bootstrap.spec.model import KUBERNETES_DIR, MANIFESTS_DIR, ClusterSpec, EtcdMode
@@ -92,19 +93,30 @@ class TargetBackend(BaseBackend):
         todo = [c for c in dict.fromkeys(commands) if c not in self.answers]
         if not todo:
             return
+        # One shell for all: each command in a subshell (a fork, no exec), its stdout between two
+        # marker lines with a nonce no output can guess, its stderr through a file only when non-empty.
+        mark = "@@kb-" + secrets.token_hex(8)
         lines = ['kb_t=$(mktemp -d) || exit 1', "trap 'rm -rf \"$kb_t\"' EXIT"]
         for i, cmd in enumerate(todo):
-            lines.append(f'bash -c {shlex.quote(cmd)} >"$kb_t/o" 2>"$kb_t/e" </dev/null; '
-                         f'printf "%s %s %s %s\\n" {i} $? "$(base64 -w0 "$kb_t/o")" "$(base64 -w0 "$kb_t/e")"')
+            lines.append(f"printf '%s %d out\\n' {mark} {i}; ( eval {shlex.quote(cmd)} ) 2>\"$kb_t/e\" </dev/null; "
+                         f"kb_rc=$?; printf '\\n%s %d rc %d\\n' {mark} {i} \"$kb_rc\"; "
+                         f"if [ -s \"$kb_t/e\" ]; then printf '%s %d err\\n' {mark} {i}; cat \"$kb_t/e\"; "
+                         f"printf '\\n%s %d end\\n' {mark} {i}; fi")
         result = self.target.run("\n".join(lines) + "\n", timeout=COMMAND_TIMEOUT * 2)
-        for line in result.stdout.splitlines():
-            parts = line.split(" ")
-            if len(parts) != 4 or not parts[0].isdigit() or int(parts[0]) >= len(todo):
-                continue
-            self.answers[todo[int(parts[0])]] = (
-                int(parts[1]), base64.b64decode(parts[2]).decode(errors="replace"),
-                base64.b64decode(parts[3]).decode(errors="replace"),
-            )
+        for i, (rc, out, err) in parse_prefetch(result.stdout, mark).items():
+            if i < len(todo):
+                self.answers[todo[i]] = (rc, out, err)
+
+
+def parse_prefetch(stdout: str, mark: str) -> dict[int, tuple[int, str, str]]:
+    """The prefetch script's stream -> {index: (exit code, stdout, stderr)}; a command whose rc line
+    never came (the script was cut short) is left out, so it runs on its own when asked."""
+    got: dict[int, tuple[int, str, str]] = {}
+    pattern = re.compile(rf"^{re.escape(mark)} (\d+) out\n(.*?)\n{re.escape(mark)} \1 rc (\d+)\n"
+                         rf"(?:{re.escape(mark)} \1 err\n(.*?)\n{re.escape(mark)} \1 end\n)?", re.S | re.M)
+    for m in pattern.finditer(stdout):
+        got[int(m[1])] = (int(m[3]), m[2], m[4] or "")
+    return got
 
 
 class RecordingBackend(BaseBackend):
@@ -351,15 +363,14 @@ def _eval(host: testinfra.host.Host, check: NodeCheck, spec: ClusterSpec) -> lis
 
 
 def _eval_binary(host: testinfra.host.Host, c: NodeCheck, spec: ClusterSpec) -> CheckResult:
-    f = host.file(c.subject)
-    if not f.exists:
-        return CheckResult(c, FAIL, f"{c.subject} is missing")
-    if c.expect:
-        got = f.sha256sum
-        if got != c.expect:
-            return CheckResult(c, FAIL, f"{c.subject}: sha256 {got[:12]}..., the bundle has {c.expect[:12]}...")
+    # Both commands are asked before either answer is judged, so a prefetch foresees both.
+    how, _, got = host.run(stamped_sha256_script(c.subject)).stdout.strip().partition(" ")
     name = c.subject.rsplit("/", 1)[-1]
     out = host.run(VERSION_COMMAND.get(name, "{} --version 2>/dev/null").format(shlex.quote(c.subject)))
+    if how == "missing":
+        return CheckResult(c, FAIL, f"{c.subject} is missing")
+    if c.expect and got != c.expect:
+        return CheckResult(c, FAIL, f"{c.subject}: sha256 {got[:12]}..., the bundle has {c.expect[:12]}...")
     m = _VERSION.search(out.stdout)
     if not m:
         return CheckResult(c, FAIL, f"{c.subject}: cannot tell its version (exit {out.rc})")
@@ -371,7 +382,8 @@ def _eval_binary(host: testinfra.host.Host, c: NodeCheck, spec: ClusterSpec) -> 
         allowed = f"1.{want.minor + lo}" + (f"-1.{want.minor + hi}" if hi != lo else "")
         return CheckResult(c, FAIL, f"{c.subject} is {version}; the skew policy allows {allowed} for a "
                            f"v{want.major}.{want.minor} cluster")
-    return CheckResult(c, PASS, f"{version}" + (", sha256 matches the bundle" if c.expect else ""))
+    checked = " (stamped at install, file unchanged since)" if how == "stamped" else ""
+    return CheckResult(c, PASS, f"{version}" + (f", sha256 matches the bundle{checked}" if c.expect else ""))
 
 
 # Concurrent checks per node, each an exec channel on the one connection: sshd refuses more than
