@@ -20,6 +20,7 @@ def main(ctx: click.Context, verbose: int) -> None:
 def _register() -> None:
     from bootstrap.commands.bundle import bundle
     from bootstrap.commands.certs import certs
+    from bootstrap.commands.config import config
     from bootstrap.commands.init import init
     from bootstrap.commands.join import join
     from bootstrap.commands.kubeconfig import kubeconfig
@@ -30,7 +31,8 @@ def _register() -> None:
     from bootstrap.commands.validate import validate
     from bootstrap.lab.cli import lab
 
-    for command in (init, join, reset, remove_node, token, certs, kubeconfig, rbac, netcheck, validate, bundle, lab):
+    commands = (init, join, reset, remove_node, token, certs, config, kubeconfig, rbac, netcheck, validate, bundle, lab)
+    for command in commands:
         main.add_command(command)
 
 

@@ -65,3 +65,31 @@ class KubeVersion:
     @property
     def coredns_version(self) -> str:
         return _PINNED[self.minor][2]
+
+
+# The newest patch release of each supported minor that kbootstrap is tested with (components/
+# releases.py builds them, kubeadm's source of each was followed). kubeadm resolves `stable-1.37`
+# from dl.k8s.io; we never go online: the labels resolve from this table.
+NEWEST_PATCH: dict[int, str] = {35: "v1.35.4", 36: "v1.36.3", 37: "v1.37.2"}
+_LABEL_RE = re.compile(r"^(stable|latest)(?:-(\d+)(?:\.(\d+))?)?$")
+
+
+def resolve_version(text: str, where: str = "kubernetesVersion") -> str:
+    """A version or one of kubeadm's labels (stable, stable-1, stable-1.37, latest, latest-1.36)
+    -> vMAJOR.MINOR.PATCH, offline. Anything else passes through to KubeVersion.parse's checks."""
+    t = text.strip()
+    m = _LABEL_RE.match(t)
+    if m is None:
+        if t.startswith(("ci/", "release/")) or t in ("ci-cross/latest",):
+            raise ConfigError(where, f"{t!r} is a CI build label", hint="use a release: vX.Y.Z or stable-1.37")
+        return t
+    major, minor = m[2], m[3]
+    if major not in (None, "1"):
+        raise ConfigError(where, f"{t!r}: there is no Kubernetes {major}.x", hint="use stable-1 or stable-1.37")
+    if minor is None:
+        return NEWEST_PATCH[max(NEWEST_PATCH)]
+    if int(minor) not in NEWEST_PATCH:
+        known = ", ".join(f"stable-1.{n}" for n in sorted(NEWEST_PATCH))
+        raise ConfigError(where, f"{t!r} does not resolve offline: v1.{minor} is not in kbootstrap's release table",
+                          hint=f"use an exact version (v1.{minor}.Z), or one of {known}")
+    return NEWEST_PATCH[int(minor)]

@@ -284,18 +284,38 @@ _MODELS: dict[tuple[str, str], type[_Doc]] = {
 }
 
 
-def load_config_file(path: str) -> Values:
-    """Parse a multi-document kubeadm config file into spec values. Raises ConfigError."""
+KUBEADM_V1 = "kubeadm.k8s.io/v1"
+V1BETA3_REFUSED_FROM = 37  # kubeadm v1.37 dropped v1beta3 (v1.36 read it with a deprecation warning)
+
+
+def check_api_versions(path: str, minor: int) -> None:
+    """kubeadm's per-release rule on the config API: v1beta3 is refused from v1.37 on."""
+    if minor < V1BETA3_REFUSED_FROM:
+        return
+    for doc in _documents(path):
+        if isinstance(doc, dict) and doc.get("apiVersion") == KUBEADM_V1BETA3:
+            raise ConfigError(
+                path, f'uses an old API spec: "{KUBEADM_V1BETA3}" (kind: "{doc.get("kind")}"), which kubeadm '
+                f"v1.{minor} no longer reads", hint="write it as kubeadm.k8s.io/v1beta4 (kubeadm v1.36's "
+                "`kubeadm config migrate --old-config FILE` does)")
+
+
+def _documents(path: str) -> list[Any]:
     try:
         text = Path(path).read_text()
     except OSError as exc:
         raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from None
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        return [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(path, f"not valid YAML{where}") from None
+
+
+def load_config_file(path: str) -> Values:
+    """Parse a multi-document kubeadm config file into spec values. Raises ConfigError."""
+    docs = _documents(path)
     values: Values = {}
     seen: set[str] = set()
     for index, doc in enumerate(docs):
@@ -314,6 +334,11 @@ def load_config_file(path: str) -> Values:
             values["kube_proxy_configuration"] = (body, "KubeProxyConfiguration")
             continue
         model = _MODELS.get((api_version, kind))
+        if api_version == KUBEADM_V1:
+            raise ConfigError(f"{path}: document {index + 1}",
+                              f'experimental API spec: "{KUBEADM_V1}" (kind: "{kind}") is not read by kbootstrap',
+                              hint="kubeadm v1.37 reads it only with --allow-experimental-api; write it as "
+                              "kubeadm.k8s.io/v1beta4")
         if model is None:
             extra = {f"{KUBELET_V1BETA1} KubeletConfiguration", f"{KUBE_PROXY_V1ALPHA1} KubeProxyConfiguration"}
             known = ", ".join(sorted({f"{a} {k}" for a, k in _MODELS} | extra))
@@ -401,6 +426,12 @@ def _cluster(doc: Any, values: Values, kind: str) -> None:
         _set(values, "networking.service_subnet", n.serviceSubnet, f"{o}.networking.serviceSubnet")
         _set(values, "networking.pod_subnet", n.podSubnet, f"{o}.networking.podSubnet")
         _set(values, "networking.dns_domain", n.dnsDomain, f"{o}.networking.dnsDomain")
+    if doc.dns:
+        _set(values, "dns.disabled", doc.dns.disabled or None, f"{o}.dns.disabled")
+        _set(values, "dns.image_repository", doc.dns.imageRepository or None, f"{o}.dns.imageRepository")
+        _set(values, "dns.image_tag", doc.dns.imageTag or None, f"{o}.dns.imageTag")
+    if getattr(doc, "proxy", None):
+        _set(values, "proxy_disabled", doc.proxy.disabled or None, f"{o}.proxy.disabled")
     _component(doc.apiServer, "api_server", values, f"{o}.apiServer")
     if doc.apiServer:
         _set(values, "api_server.cert_sans", doc.apiServer.certSANs, f"{o}.apiServer.certSANs")

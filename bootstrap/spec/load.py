@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bootstrap.errors import ConfigError, ConfigErrors
-from bootstrap.spec.kubeadm_config import Values, load_config_file
+from bootstrap.spec.kubeadm_config import Values, check_api_versions, load_config_file
 from bootstrap.spec.model import (
     NETWORK_PLUGINS,
     ClusterSpec,
@@ -26,7 +26,7 @@ from bootstrap.spec.model import (
     is_ip,
     split_host_port,
 )
-from bootstrap.versions import KubeVersion
+from bootstrap.versions import KubeVersion, resolve_version
 
 # CLI flag -> spec field path. Names are kubeadm's where kubeadm has the flag.
 FLAG_FIELDS: dict[str, str] = {
@@ -103,7 +103,10 @@ def build_spec(
             )
     merged.update(from_file)
     merged.update(from_flags)
-    return _construct(merged)
+    spec = _construct(merged)
+    if config_path:
+        check_api_versions(config_path, spec.version.minor)
+    return spec
 
 
 def _construct(values: Values) -> ClusterSpec:
@@ -116,8 +119,8 @@ def _construct(values: Values) -> ClusterSpec:
         return origins.get(key, key)
 
     if "kubernetes_version" in raw:
-        KubeVersion.parse(str(raw["kubernetes_version"]), origin("kubernetes_version"))
-        v = str(raw["kubernetes_version"])
+        v = resolve_version(str(raw["kubernetes_version"]), origin("kubernetes_version"))
+        KubeVersion.parse(v, origin("kubernetes_version"))
         raw["kubernetes_version"] = v if v.startswith("v") else "v" + v
     if "encryption_algorithm" in raw:
         try:

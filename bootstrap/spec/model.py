@@ -76,6 +76,14 @@ class LocalEtcd(Component):
     peer_cert_sans: tuple[str, ...] = ()
 
 
+class DNSAddon(Frozen):
+    """ClusterConfiguration.dns: the CoreDNS addon (disabled: the addon/coredns phase is skipped)."""
+
+    disabled: bool = False
+    image_repository: str = ""  # default: the cluster's imageRepository
+    image_tag: str = ""  # default: the CoreDNS version kubeadm pins
+
+
 class EtcdMember(Frozen):
     name: str
     peer_url: str  # https://IP:2380
@@ -218,6 +226,8 @@ class ClusterSpec(Frozen):
     bootstrap_tokens: tuple[BootstrapToken, ...] = ()
     kubelet_configuration: dict[str, Any] = Field(default_factory=dict)  # user KubeletConfiguration
     kube_proxy_configuration: dict[str, Any] = Field(default_factory=dict)  # user KubeProxyConfiguration
+    dns: DNSAddon = DNSAddon()
+    proxy_disabled: bool = False  # ClusterConfiguration.proxy.disabled
     network: PodNetwork = PodNetwork()
     skip_phases: tuple[str, ...] = ()
     hardening: Hardening = Hardening()
@@ -230,6 +240,18 @@ class ClusterSpec(Frozen):
     container_runtime: ContainerRuntime = ContainerRuntime()
 
     # ---- derived values, named as in kubeadm.md -------------------------------------------------
+    @property
+    def skipped_phases(self) -> tuple[str, ...]:
+        """skipPhases plus the addons the ClusterConfiguration disables (kubeadm's manageSkippedAddons)."""
+        extra = [name for name, off in (("addon/coredns", self.dns.disabled), ("addon/kube-proxy", self.proxy_disabled))
+                 if off and name not in self.skip_phases and "addon" not in self.skip_phases]
+        return (*self.skip_phases, *extra)
+
+    def addon_disabled(self, addon: str) -> bool:
+        """What the uploaded ClusterConfiguration says: disabled in the file, or its phase skipped."""
+        off = self.dns.disabled if addon == "coredns" else self.proxy_disabled
+        return off or f"addon/{addon}" in self.skip_phases or "addon" in self.skip_phases
+
     @property
     def version(self) -> KubeVersion:
         return KubeVersion.parse(self.kubernetes_version)

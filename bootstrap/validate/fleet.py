@@ -76,7 +76,7 @@ class ValidationResult:
 
 def skipped_phases(inv: Inventory, cluster: ClusterSpec, extra: Collection[str] = ()) -> set[str]:
     """Phases skipped for this cluster: the inventory's kbootstrap_skip_phases, the spec's, --skip-phases."""
-    names = [*(inv.vars.get("kbootstrap_skip_phases") or []), *cluster.skip_phases, *extra]
+    names = [*(inv.vars.get("kbootstrap_skip_phases") or []), *cluster.skipped_phases, *extra]
     return {str(n).strip().removesuffix("/all") for n in names if str(n).strip()}
 
 

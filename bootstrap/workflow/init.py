@@ -47,7 +47,7 @@ def init_node(
     events = events or Events()
     spec = build_spec(flags, flags.get("config"), defaults=environment_defaults(os.environ))
     tree = INIT.local()
-    skipped = tree.check_skip(skip) | tree.check_skip(spec.skip_phases, where="skipPhases")
+    skipped = tree.check_skip(skip) | tree.check_skip(spec.skipped_phases, where="skipPhases")
     if only is not None:
         tree, only_skip = tree.only(only)
         skipped |= only_skip

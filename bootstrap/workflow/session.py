@@ -54,7 +54,7 @@ def plan_fleet(opts: FleetOptions, tree: Tree, *, verify_bundle: bool = True) ->
     # checked against every tree, applied where the phase exists in this one.
     here = set(tree.paths())
     inventory_skip = ALL_TREES.check_skip(from_inv, where="kbootstrap_skip_phases") & here
-    spec_skip = ALL_TREES.check_skip(cluster.skip_phases, where="skipPhases") & here
+    spec_skip = ALL_TREES.check_skip(cluster.skipped_phases, where="skipPhases") & here
     inv_reason = str(inv.vars.get("kbootstrap_skip_reason") or INVENTORY_SKIP_REASON)
     reasons = {p: inv_reason for p in inventory_skip} | {p: "--skip-phases" for p in requested | spec_skip}
     return FleetPlan(

@@ -49,11 +49,12 @@ def coredns_version(spec: ClusterSpec) -> str:
 
 
 def coredns_image(spec: ClusterSpec) -> str:
-    """images.GetDNSImage: the default registry keeps CoreDNS under coredns/coredns, a mirror under coredns."""
-    repository = spec.image_repository
+    """images.GetDNSImage: dns.imageRepository or the cluster's; the default registry keeps CoreDNS
+    under coredns/coredns, a mirror under coredns; dns.imageTag or the pinned version."""
+    repository = spec.dns.image_repository or spec.image_repository
     if repository == DEFAULT_IMAGE_REPOSITORY:
         repository = f"{repository}/coredns"
-    return f"{repository}/coredns:{coredns_version(spec)}"
+    return f"{repository}/coredns:{spec.dns.image_tag or coredns_version(spec)}"
 
 
 def corefile(spec: ClusterSpec) -> str:

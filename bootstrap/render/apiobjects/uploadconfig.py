@@ -107,6 +107,20 @@ def _etcd(spec: ClusterSpec, v1beta4: bool) -> dict[str, Any]:
     return {"local": doc}
 
 
+def _addon_doc(spec: ClusterSpec, addon: str, v1beta4: bool) -> dict[str, Any]:
+    """ClusterConfiguration.dns / .proxy as kubeadm uploads them (its init syncs `disabled` with
+    skipPhases; v1beta3 has no `disabled`)."""
+    doc: dict[str, Any] = {}
+    if v1beta4 and spec.addon_disabled(addon):
+        doc["disabled"] = True
+    if addon == "coredns":
+        if spec.dns.image_repository:
+            doc["imageRepository"] = spec.dns.image_repository
+        if spec.dns.image_tag:
+            doc["imageTag"] = spec.dns.image_tag
+    return doc
+
+
 def cluster_configuration(spec: ClusterSpec) -> dict[str, Any]:
     """The ClusterConfiguration document kubeadm uploads, for the spec's Kubernetes minor.
 
@@ -127,7 +141,7 @@ def cluster_configuration(spec: ClusterSpec) -> dict[str, Any]:
         "certificatesDir": spec.cert_dir,
         "clusterName": spec.cluster_name,
         "controllerManager": _component(spec.controller_manager, v1beta4),
-        "dns": {},
+        "dns": _addon_doc(spec, "coredns", v1beta4),
         "etcd": _etcd(spec, v1beta4),
         "imageRepository": spec.image_repository,
         "kubernetesVersion": kubernetes_version(spec),
@@ -139,7 +153,7 @@ def cluster_configuration(spec: ClusterSpec) -> dict[str, Any]:
     if spec.feature_gates:
         doc["featureGates"] = dict(spec.feature_gates)
     if v1beta4:
-        doc["proxy"] = {}
+        doc["proxy"] = _addon_doc(spec, "kube-proxy", v1beta4)
         doc["encryptionAlgorithm"] = str(spec.encryption_algorithm)
         doc["certificateValidityPeriod"] = go_duration(spec.certificate_validity)
         doc["caCertificateValidityPeriod"] = go_duration(spec.ca_certificate_validity)
