@@ -17,7 +17,7 @@ from bootstrap.render.kubeadm_defaults import (
     init_defaults,
     join_defaults,
 )
-from bootstrap.spec.load import build_spec
+from bootstrap.spec.load import build_spec, validity_warnings
 from bootstrap.spec.model import ClusterSpec
 from bootstrap.versions import DEFAULT_KUBERNETES_VERSION, KubeVersion, resolve_version
 
@@ -137,5 +137,7 @@ def print_join_defaults(kubernetes_version: str) -> None:
               help="Path to a kubeadm configuration file.")
 def validate_config(config_path: str) -> None:
     """Read a kubeadm configuration file and report any problem (exit 2 on one); `ok` when valid."""
-    build_spec({}, config_path, defaults=dict(_NO_NODE))
+    spec = build_spec({}, config_path, defaults=dict(_NO_NODE))
+    for line in validity_warnings(spec):
+        click.echo(f"warning: {line}", err=True)
     click.echo("ok")

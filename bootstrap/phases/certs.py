@@ -22,6 +22,7 @@ from bootstrap.errors import PKIError
 from bootstrap.pki import catalog
 from bootstrap.pki.store import SA, ensure_pki
 from bootstrap.render.kubeconfig import ALL_KUBECONFIGS
+from bootstrap.spec.load import validity_warnings
 from bootstrap.spec.model import KUBERNETES_DIR, ClusterSpec
 from bootstrap.transport.local import LocalTarget
 
@@ -127,7 +128,13 @@ def _distribute(ctx: RunContext) -> list[str] | None:
     return certs
 
 
+def _warn_validity(ctx: RunContext) -> None:
+    for line in validity_warnings(ctx.spec):
+        ctx.warn(line.split(":", 1)[0], line.split(":", 1)[1].strip())
+
+
 def run_all(ctx: RunContext) -> None:
+    _warn_validity(ctx)
     certs = _distribute(ctx)
     if certs is None:
         ensure_pki(ctx)
@@ -137,6 +144,7 @@ def run_all(ctx: RunContext) -> None:
 
 def _child(name: str) -> Phase:
     def run(ctx: RunContext) -> None:
+        _warn_validity(ctx)
         certs = _distribute(ctx)
         if certs is not None and name not in certs:
             ctx.skip(name, "not issued on this node (its roles do not use it)")

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bootstrap.durations import go_duration
 from bootstrap.errors import ConfigError, ConfigErrors
 from bootstrap.spec.kubeadm_config import Values, check_api_versions, load_config_file
 from bootstrap.spec.model import (
@@ -327,8 +328,6 @@ def problems(spec: ClusterSpec, origin: Any) -> list[ConfigError]:
             _check_san(san, where)
         except ConfigError as exc:
             out.append(exc)
-    if spec.certificate_validity > spec.ca_certificate_validity:
-        bad(origin("certificate_validity"), "is longer than the CA's validity", "a leaf cannot outlive its CA")
     for t in spec.bootstrap_tokens:
         if not re.fullmatch(r"[a-z0-9]{6}\.[a-z0-9]{16}", t.token):
             bad(origin("bootstrap_tokens"), "a token does not match [a-z0-9]{6}.[a-z0-9]{16}")
@@ -340,11 +339,31 @@ def problems(spec: ClusterSpec, origin: Any) -> list[ConfigError]:
     return out
 
 
+RECOMMENDED_VALIDITY = timedelta(hours=8760)
+RECOMMENDED_CA_VALIDITY = timedelta(hours=87600)
+
+
+def validity_warnings(spec: ClusterSpec) -> list[str]:
+    """kubeadm's ValidateCertValidity: warnings, never errors (since v1.31)."""
+    leaf, ca = spec.certificate_validity, spec.ca_certificate_validity
+    out = []
+    if ca > RECOMMENDED_CA_VALIDITY:
+        out.append(f"caCertificateValidityPeriod: the value {go_duration(ca)} is more than the recommended default "
+                   f"for CA certificate expiration: {go_duration(RECOMMENDED_CA_VALIDITY)}")
+    if leaf > RECOMMENDED_VALIDITY:
+        out.append(f"certificateValidityPeriod: the value {go_duration(leaf)} is more than the recommended default "
+                   f"for certificate expiration: {go_duration(RECOMMENDED_VALIDITY)}")
+    if leaf > ca:
+        out.append(f"certificateValidityPeriod: the value {go_duration(leaf)} is more than the "
+                   f"caCertificateValidityPeriod: {go_duration(ca)}")
+    return out
+
+
 def _cidrs(text: str, where: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     out = []
     for part in text.split(","):
         try:
-            out.append(ipaddress.ip_network(part.strip(), strict=True))
+            out.append(ipaddress.ip_network(part.strip(), strict=False))  # host bits allowed, as kubeadm
         except ValueError:
             raise ConfigError(where, f"{part.strip()!r} is not a valid CIDR", hint="e.g. 10.244.0.0/16") from None
     if len(out) > 2 or (len(out) == 2 and out[0].version == out[1].version):

@@ -129,6 +129,7 @@ def test_print_defaults(release: str) -> None:
     assert theirs.returncode == 0 and ours.stdout == theirs.stdout
 
 
+CLUSTER = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: {version}\n"
 VALIDATE = {
     "v1beta4": "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: {version}\n",
     "v1beta3": "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\nkubernetesVersion: {version}\n",
@@ -136,6 +137,20 @@ VALIDATE = {
     "unknown-field": "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n"
                      "kubernetesVersion: {version}\nnotAField: 1\n",
     "bad-kind": "apiVersion: kubeadm.k8s.io/v1beta4\nkind: Nonsense\n",
+    "cidrs-with-host-bits": CLUSTER + "networking:\n  serviceSubnet: 10.96.0.15/12\n  podSubnet: 10.244.1.15/16\n",
+    "service-subnet-too-large": CLUSTER + "networking:\n  serviceSubnet: 10.0.0.0/8\n",
+    "leaf-outlives-ca": CLUSTER + "certificateValidityPeriod: 100000h\n",
+    "ca-validity-over-recommended": CLUSTER + "caCertificateValidityPeriod: 200000h\n",
+    "ecdsa-p384": CLUSTER + "encryptionAlgorithm: ECDSA-P384\n",
+    "bad-algorithm": CLUSTER + "encryptionAlgorithm: DSA\n",
+    "bad-endpoint-port": CLUSTER + "controlPlaneEndpoint: lb.example.test:abc\n",
+    "bad-node-name": "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nnodeRegistration:\n"
+                     "  name: Bad_Name\n",
+}
+# Where kbootstrap is deliberately stricter than kubeadm (each refused with one line that says why).
+STRICTER = {
+    # kubeadm accepts a pod subnet inside the service subnet; the cluster then routes neither.
+    "pod-subnet-overlaps-services": CLUSTER + "networking:\n  podSubnet: 10.96.0.0/16\n",
 }
 
 
@@ -154,3 +169,20 @@ def test_validate_accepts_and_refuses_what_kubeadm_does(release: str, case: str,
         assert ours.returncode == 2 and ours.stderr.count("\n") == 1 and "Traceback" not in ours.stderr
     else:
         assert ours.stdout == theirs.stdout == "ok\n"
+        # The validity warnings, word for word (kubeadm's are klog lines).
+        theirs_warned = {ln.split("WARNING: ", 1)[1] for ln in theirs.stderr.splitlines()
+                         if "WARNING: " in ln and "ValidityPeriod" in ln}
+        ours_warned = {ln.removeprefix("warning: ") for ln in ours.stderr.splitlines() if ln.startswith("warning: ")}
+        assert ours_warned == theirs_warned
+
+
+@pytest.mark.parametrize("case", sorted(STRICTER))
+@pytest.mark.parametrize("release", RELEASE_NAMES)
+def test_declared_stricter_checks(release: str, case: str, tmp_path: Path) -> None:
+    """When kubeadm starts refusing one of these too, the case moves to VALIDATE."""
+    binary = kubeadm_of(release)
+    path = tmp_path / f"{case}.yaml"
+    path.write_text(STRICTER[case].format(version=release))
+    assert kubeadm(binary, "config", "validate", "--config", str(path)).returncode == 0
+    ours = kbootstrap("config", "validate", "--config", str(path))
+    assert ours.returncode == 2 and ours.stderr.count("\n") == 1

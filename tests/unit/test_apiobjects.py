@@ -16,6 +16,7 @@ import pytest
 import yaml
 from kubeadm_golden import CUSTOM_KUBE_PROXY, spec_for
 
+from bootstrap.durations import go_duration
 from bootstrap.join import copycerts, jws
 from bootstrap.join.tokens import Token, parse_token
 from bootstrap.render.apiobjects import (
@@ -30,7 +31,7 @@ from bootstrap.render.apiobjects import (
     uploadconfig,
 )
 from bootstrap.render.apiobjects.applymode import MUTATED_KEYS, ApplyMode, apply_mode
-from bootstrap.render.apiobjects.common import go_duration, minor
+from bootstrap.render.apiobjects.common import minor
 from bootstrap.spec.model import (
     Arg,
     ClusterSpec,

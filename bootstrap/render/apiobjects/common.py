@@ -12,7 +12,6 @@ import copy
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from typing import Any
 
 from bootstrap.render.podspec import to_yaml
@@ -102,31 +101,6 @@ def cluster_role_binding(name: str, cluster_role: str, subjects: Sequence[Mappin
         "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": cluster_role},
         "subjects": [dict(s) for s in subjects],
     }
-
-
-def go_duration(d: timedelta) -> str:
-    """time.Duration.String(): 8760h0m0s, 1m30s, 2.5s, 300ms, 0s."""
-    micros = d // timedelta(microseconds=1)
-    if micros == 0:
-        return "0s"
-    sign = "-" if micros < 0 else ""
-    micros = abs(micros)
-    if micros < 1_000_000:  # under a second Go switches unit: ms, µs
-        if micros % 1000 == 0:
-            return f"{sign}{micros // 1000}ms"
-        return f"{sign}{_trim(micros / 1000)}ms" if micros >= 1000 else f"{sign}{micros}µs"
-    hours, rest = divmod(micros, 3_600_000_000)
-    minutes, rest = divmod(rest, 60_000_000)
-    seconds = _trim(rest / 1_000_000)
-    if hours:
-        return f"{sign}{hours}h{minutes}m{seconds}s"
-    if minutes:
-        return f"{sign}{minutes}m{seconds}s"
-    return f"{sign}{seconds}s"
-
-
-def _trim(value: float) -> str:
-    return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
 def go_yaml(doc: Mapping[str, Any]) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bootstrap.durations import go_duration
 from bootstrap.render.apiobjects.common import (
     COMPONENT_CONFIG_HASH_ANNOTATION,
     KUBE_SYSTEM,
@@ -23,7 +24,6 @@ from bootstrap.render.apiobjects.common import (
     component_config_hash,
     configmap,
     get_role,
-    go_duration,
     go_yaml,
     group,
     kubernetes_version,
