@@ -149,6 +149,10 @@ def _masters_before_129(spec: ClusterSpec) -> tuple[str, ...]:
 
 
 def _kubelet_client_orgs(spec: ClusterSpec) -> tuple[str, ...]:
+    """kubeadm's certlist.go: system:masters before v1.29, kubeadm:cluster-admins v1.29-v1.35, and from
+    v1.36 no group at all (the user is bound to system:kubelet-api-admin by bootstrap-token instead)."""
+    if spec.version.at_least(36):
+        return ()
     return (CLUSTER_ADMINS,) if spec.version.at_least(29) else (SYSTEM_MASTERS,)
 
 

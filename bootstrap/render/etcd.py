@@ -96,7 +96,7 @@ def etcd_command(
             set_arg(args, "initial-cluster-state", "existing")
     else:
         set_arg(args, "initial-cluster", f"{name}={peer_url}")
-    return [ETCD, *arguments_to_command(args, spec.etcd_local.extra_args)]
+    return [ETCD, *arguments_to_command(spec, args, spec.etcd_local.extra_args)]
 
 
 def etcd_probe_endpoint(spec: ClusterSpec) -> tuple[str, int, str]:

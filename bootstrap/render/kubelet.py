@@ -153,8 +153,9 @@ def instance_config_yaml(spec: ClusterSpec) -> bytes:
 
 
 def kubelet_flags(spec: ClusterSpec, *, hostname: str, register_taints: bool = False) -> list[str]:
-    """The sorted --flags of KUBELET_KUBEADM_ARGS. hostname: the node's own hostname (kubeadm adds
-    --hostname-override only when the node name differs). register_taints: join passes taints by flag."""
+    """The --flags of KUBELET_KUBEADM_ARGS (kubeadm's ArgumentsToCommand order). hostname: the node's
+    own hostname (kubeadm adds --hostname-override only when the node name differs).
+    register_taints: join passes taints by flag."""
     args: list[tuple[str, str]] = []
     if not node_local_cri_socket(spec):
         args.append(("container-runtime-endpoint", spec.node.cri_socket))
@@ -167,7 +168,8 @@ def kubelet_flags(spec: ClusterSpec, *, hostname: str, register_taints: bool = F
         args.append(("register-with-taints", taints))
     if spec.node.name != hostname.strip().lower():
         args.append(("hostname-override", spec.node.name))
-    return arguments_to_command(args, tuple(Arg(name=a.name, value=a.value) for a in spec.node.kubelet_extra_args))
+    extra = tuple(Arg(name=a.name, value=a.value) for a in spec.node.kubelet_extra_args)
+    return arguments_to_command(spec, args, extra)
 
 
 def kubelet_flags_env(spec: ClusterSpec, *, hostname: str, register_taints: bool = False) -> bytes:

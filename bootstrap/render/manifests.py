@@ -106,7 +106,7 @@ def apiserver_command(spec: ClusterSpec) -> list[str]:
         set_arg(args, "audit-log-maxbackup", "10")
         set_arg(args, "audit-log-maxsize", "100")
         set_arg(args, "audit-policy-file", AUDIT_POLICY_PATH)
-    return [KUBE_APISERVER, *arguments_to_command(args, spec.api_server.extra_args)]
+    return [KUBE_APISERVER, *arguments_to_command(spec, args, spec.api_server.extra_args)]
 
 
 def _etcd_cert_volumes(spec: ClusterSpec) -> list[str]:
@@ -146,8 +146,9 @@ def _control_plane_mounts(spec: ClusterSpec, path_exists: PathExists) -> dict[st
     kcm.add("ca-certs", CA_CERTS_PATH, CA_CERTS_PATH, True, doc)
     kcm_conf = f"{KUBERNETES_DIR}/controller-manager.conf"
     kcm.add("kubeconfig", kcm_conf, kcm_conf, True, "FileOrCreate")
-    flex = arg_value(spec.controller_manager.extra_args, "flex-volume-plugin-dir") or FLEXVOLUME_DIR
-    kcm.add("flexvolume-dir", flex, flex, False, doc)  # rw: third-party plugins talk through sockets here
+    if not spec.version.at_least(36):  # kubeadm v1.36 dropped the flexvolume mount (its volumes.go)
+        flex = arg_value(spec.controller_manager.extra_args, "flex-volume-plugin-dir") or FLEXVOLUME_DIR
+        kcm.add("flexvolume-dir", flex, flex, False, doc)  # rw: third-party plugins talk through sockets here
     sched_conf = f"{KUBERNETES_DIR}/scheduler.conf"
     sched.add("kubeconfig", sched_conf, sched_conf, True, "FileOrCreate")
     for path in CA_CERTS_EXTRA_PATHS:
@@ -229,7 +230,7 @@ def controller_manager_command(spec: ClusterSpec, *, external_ca: bool = False) 
         set_arg(args, "cluster-name", spec.cluster_name)
     if spec.hardening.disable_profiling:
         set_arg(args, "profiling", "false")
-    return [KUBE_CONTROLLER_MANAGER, *arguments_to_command(args, spec.controller_manager.extra_args)]
+    return [KUBE_CONTROLLER_MANAGER, *arguments_to_command(spec, args, spec.controller_manager.extra_args)]
 
 
 def controller_manager_pod(spec: ClusterSpec, path_exists: PathExists, *, external_ca: bool = False,
@@ -264,7 +265,7 @@ def scheduler_command(spec: ClusterSpec) -> list[str]:
     ]
     if spec.hardening.disable_profiling:
         set_arg(args, "profiling", "false")
-    return [KUBE_SCHEDULER, *arguments_to_command(args, spec.scheduler.extra_args)]
+    return [KUBE_SCHEDULER, *arguments_to_command(spec, args, spec.scheduler.extra_args)]
 
 
 def scheduler_pod(spec: ClusterSpec, *, environ: Mapping[str, str] | None = None) -> Pod:

@@ -52,12 +52,15 @@ AUDIT_LOG_PATH = f"{AUDIT_LOG_DIR}/audit.log"
 # ---- small helpers --------------------------------------------------------------------------------
 
 
-def arguments_to_command(defaults: Sequence[tuple[str, str]], overrides: Sequence[Arg]) -> list[str]:
-    """kubeadm ArgumentsToCommand: an override drops every default of the same name; sort by (name, value)."""
+def arguments_to_command(spec: ClusterSpec, defaults: Sequence[tuple[str, str]], overrides: Sequence[Arg]) -> list[str]:
+    """kubeadm ArgumentsToCommand: an override drops every default of the same name. Up to v1.34
+    everything is sorted by (name, value); from v1.35 only the defaults are, and the overrides follow
+    in the order the config gives them."""
     override_names = {a.name for a in overrides}
-    args = [(a.name, a.value) for a in overrides]
-    args += [(n, v) for n, v in defaults if n not in override_names]
-    return [f"--{n}={v}" for n, v in sorted(args)]
+    kept = [(n, v) for n, v in defaults if n not in override_names]
+    given = [(a.name, a.value) for a in overrides]
+    args = sorted(kept) + given if spec.version.at_least(35) else sorted(kept + given)
+    return [f"--{n}={v}" for n, v in args]
 
 
 def set_arg(args: list[tuple[str, str]], name: str, value: str) -> None:

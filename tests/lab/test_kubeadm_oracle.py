@@ -1,0 +1,273 @@
+"""The real kubeadm judges kbootstrap's node files, field by field, for every release we build.
+
+For each release and each kubeadm config below, the release's own kubeadm binary runs inside a lab
+machine (never on this host) — `init phase certs all`, `kubeconfig all`, `etcd local`,
+`control-plane all`, `kubelet-start` — and kbootstrap renders the same config with `init --rootfs`
+and `--hardening kubeadm`. Then, ignoring only keys, serials and timestamps:
+
+- every certificate: subject, issuer, SANs, key usage, extended key usage, CA flag, key type and
+  size, validity length; the same set of files under the cert dir;
+- every kubeconfig: cluster, user and context names, the server, the current context, the client
+  certificate's subject (its CA data is checked to be the tree's own ca.crt);
+- every static-pod manifest, as an object;
+- the kubelet's config.yaml, instance-config.yaml (where kubeadm writes it) and kubeadm-flags.env.
+
+With `--hardening kubeadm` there is no declared difference: any difference fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from bootstrap.artifacts.components import load_components
+from bootstrap.errors import RequirementError
+from bootstrap.lab.state import LabState
+from bootstrap.lab.testing import sh
+from bootstrap.render.podspec import CA_CERTS_EXTRA_PATHS
+from components.releases import RELEASES
+
+pytestmark = pytest.mark.lab
+REPO = Path(__file__).resolve().parents[2]
+IN_MACHINE = "/opt/kbootstrap-oracle"
+RELEASE_NAMES = [r.kubernetes for r in RELEASES]
+NODE = "oracle-node"
+
+INIT = """\
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+localAPIEndpoint:
+  advertiseAddress: "{address}"
+nodeRegistration:
+  name: {node}
+  criSocket: unix:///run/containerd/containerd.sock
+"""
+CLUSTER = """\
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+kubernetesVersion: {version}
+"""
+CASES: dict[str, tuple[str, str]] = {  # name -> (advertise address, the ClusterConfiguration's body and more)
+    "defaults": ("10.0.0.10", ""),
+    "extra-args-and-endpoint": ("10.0.0.10", """\
+controlPlaneEndpoint: "lb.oracle.test:8443"
+apiServer:
+  certSANs: [api.oracle.test, 10.0.0.100]
+  extraArgs:
+  - {name: audit-log-maxage, value: "30"}
+  - {name: profiling, value: "false"}
+controllerManager:
+  extraArgs:
+  - {name: node-cidr-mask-size, value: "25"}
+scheduler:
+  extraArgs:
+  - {name: bind-address, value: 0.0.0.0}
+networking:
+  podSubnet: 10.244.0.0/16
+  serviceSubnet: 10.112.0.0/12
+  dnsDomain: oracle.local
+clusterName: oracle
+"""),
+    "external-etcd": ("10.0.0.10", """\
+etcd:
+  external:
+    endpoints: ["https://10.0.0.50:2379", "https://10.0.0.51:2379"]
+    caFile: /etc/etcd/ca.crt
+    certFile: /etc/etcd/client.crt
+    keyFile: /etc/etcd/client.key
+"""),
+    "ipv6": ("fd00:10::10", """\
+networking:
+  podSubnet: fd00:244::/56
+  serviceSubnet: fd00:96::/108
+"""),
+    "dual-stack": ("10.0.0.10", """\
+networking:
+  podSubnet: 10.244.0.0/16,fd00:244::/56
+  serviceSubnet: 10.96.0.0/12,fd00:96::/108
+"""),
+    "custom-cert-dir-ecdsa-validity": ("10.0.0.10", """\
+certificatesDir: /etc/oracle/pki
+encryptionAlgorithm: ECDSA-P256
+certificateValidityPeriod: 2160h
+caCertificateValidityPeriod: 43800h
+"""),
+    "kubelet-configuration": ("10.0.0.10", """\
+---
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+maxPods: 150
+serializeImagePulls: false
+evictionHard:
+  memory.available: 200Mi
+"""),
+}
+PHASES = ("certs all", "kubeconfig all", "etcd local", "control-plane all", "kubelet-start")
+FILES = ("etc/kubernetes", "etc/oracle", "var/lib/kubelet")
+
+
+def kubeadm_binary(release: str) -> Path:
+    try:
+        return load_components(release).binary("kubeadm")
+    except RequirementError as exc:
+        pytest.fail(exc.one_line())
+
+
+@pytest.fixture(scope="module")
+def machine(module_lab_factory: Any) -> tuple[LabState, str]:
+    lab: LabState = module_lab_factory(control_planes=1, workers=0)
+    return lab, lab.machines[0].name
+
+
+def root_of(lab: LabState, name: str) -> Path:
+    return lab.machine(name).dir(lab.name) / "merged"
+
+
+def config_text(case: str, release: str) -> str:
+    address, body = CASES[case]
+    text = INIT.format(address=address, node=NODE) + CLUSTER.format(version=release) + body
+    return text
+
+
+def kubeadm_tree(lab: LabState, name: str, release: str, case: str, dest: Path) -> Path:
+    """The files kubeadm writes, copied out of the machine into dest."""
+    root = root_of(lab, name)
+    where = root / IN_MACHINE.lstrip("/")
+    where.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(kubeadm_binary(release), where / "kubeadm")
+    (where / "config.yaml").write_text(config_text(case, release))
+    phases = [p for p in PHASES if not (p == "etcd local" and case == "external-etcd")]
+    script = ["set -e", "rm -rf /etc/kubernetes /etc/oracle /var/lib/kubelet"]
+    script += [f"{IN_MACHINE}/kubeadm init phase {p} --config {IN_MACHINE}/config.yaml" for p in phases]
+    code, out, err = sh(lab, name, "bash -c " + shlex.quote("\n".join(script)), timeout=180)
+    assert code == 0, f"kubeadm {release} {case}:\n{out[-1500:]}\n{err[-1500:]}"
+    for rel in FILES:
+        if (root / rel).exists():
+            shutil.copytree(root / rel, dest / rel, symlinks=True)
+    return dest
+
+
+def like_the_machine(lab: LabState, name: str, dest: Path) -> None:
+    """What kubeadm reads from the node it runs on, given to our --rootfs: its hostname (the kubelet
+    flags add --hostname-override when the node name differs) and which CA directories exist (each
+    one becomes a static-pod volume)."""
+    root = root_of(lab, name)
+    (dest / "etc").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(root / "etc" / "hostname", dest / "etc" / "hostname")
+    for path in CA_CERTS_EXTRA_PATHS:
+        if (root / path.lstrip("/")).is_dir():
+            (dest / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
+
+
+def kbootstrap_tree(release: str, case: str, dest: Path, tmp: Path) -> Path:
+    config = tmp / f"{case}.yaml"
+    config.write_text(config_text(case, release))
+    proc = subprocess.run([sys.executable, "-m", "bootstrap.cli", "init", "--rootfs", str(dest), "--config",
+                           str(config), "--hardening", "kubeadm"], capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-1000:]
+    return dest
+
+
+# ---- what is compared ---------------------------------------------------------------------------
+def cert_facts(path: Path) -> dict[str, Any]:
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    key = cert.public_key()
+    facts: dict[str, Any] = {
+        "subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
+        "validity": round((cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds()),
+        "key": (f"RSA-{key.key_size}" if isinstance(key, rsa.RSAPublicKey)
+                else f"EC-{key.curve.name}" if isinstance(key, ec.EllipticCurvePublicKey) else type(key).__name__),
+    }
+    for ext in cert.extensions:
+        value = ext.value
+        if isinstance(value, x509.SubjectAlternativeName):
+            facts["sans"] = sorted(str(n.value) for n in value)
+        elif isinstance(value, x509.KeyUsage):
+            facts["key_usage"] = sorted(k for k in ("digital_signature", "key_encipherment", "key_cert_sign",
+                                                    "content_commitment", "data_encipherment", "crl_sign")
+                                        if getattr(value, k))
+        elif isinstance(value, x509.ExtendedKeyUsage):
+            facts["ext_key_usage"] = sorted(u.dotted_string for u in value)
+        elif isinstance(value, x509.BasicConstraints):
+            facts["ca"] = value.ca
+        elif not isinstance(value, x509.SubjectKeyIdentifier | x509.AuthorityKeyIdentifier):
+            facts[ext.oid.dotted_string] = ext.critical
+    return facts
+
+
+def kubeconfig_facts(path: Path, tree: Path) -> dict[str, Any]:
+    doc = yaml.safe_load(path.read_text())
+    users = []
+    for u in doc.get("users") or []:
+        pem = base64.b64decode((u.get("user") or {}).get("client-certificate-data") or "")
+        subject = x509.load_pem_x509_certificate(pem).subject.rfc4514_string() if pem else None
+        users.append({"name": u["name"], "subject": subject, "fields": sorted(u.get("user") or {})})
+    clusters = []
+    for c in doc.get("clusters") or []:
+        ca = base64.b64decode(c["cluster"].get("certificate-authority-data") or "")
+        own = any(ca == p.read_bytes() for p in tree.rglob("ca.crt")) if ca else None
+        clusters.append({"name": c["name"], "server": c["cluster"].get("server"), "own_ca": own})
+    return {"clusters": clusters, "users": users, "contexts": doc.get("contexts"),
+            "current-context": doc.get("current-context"), "kind": doc.get("kind")}
+
+
+def flags_env(path: Path) -> list[str]:
+    text = path.read_text().strip()
+    assert text.startswith("KUBELET_KUBEADM_ARGS=\"") and text.endswith("\""), text
+    return sorted(shlex.split(text.removeprefix("KUBELET_KUBEADM_ARGS=").strip('"')))
+
+
+def content_facts(path: Path, rel: str, tree: Path) -> Any:
+    if rel.endswith(".crt"):
+        return cert_facts(path)
+    if rel.endswith((".key", ".pub")):
+        return "key"  # only that it is there: keys differ by design
+    if rel.endswith(".conf") and rel.startswith("etc/kubernetes/") and "/" not in rel.removeprefix("etc/kubernetes/"):
+        return kubeconfig_facts(path, tree)
+    if rel.endswith(".yaml"):
+        return yaml.safe_load(path.read_text())
+    if rel.endswith("kubeadm-flags.env"):
+        return flags_env(path)
+    return path.read_text()
+
+
+def tree_facts(tree: Path) -> dict[str, Any]:
+    """relative path -> {mode, content facts}, for every file and directory under tree."""
+    out: dict[str, Any] = {}
+    for path in sorted(tree.rglob("*")):
+        rel = str(path.relative_to(tree))
+        if not any(rel == top or rel.startswith(top + "/") for top in FILES):
+            continue  # what these phases write, nothing around it
+        mode = f"{path.stat().st_mode & 0o7777:04o}"
+        out[rel] = {"mode": mode, "content": content_facts(path, rel, tree) if path.is_file() else "directory"}
+    return out
+
+
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("release", RELEASE_NAMES)
+def test_node_files_match_the_real_kubeadm(machine: tuple[LabState, str], release: str, case: str,
+                                           tmp_path: Path) -> None:
+    lab, name = machine
+    theirs = tree_facts(kubeadm_tree(lab, name, release, case, tmp_path / "kubeadm"))
+    # (kbootstrap also writes the kubelet unit, which kubeadm's packages ship: outside FILES.)
+    like_the_machine(lab, name, tmp_path / "kbootstrap")
+    ours = tree_facts(kbootstrap_tree(release, case, tmp_path / "kbootstrap", tmp_path))
+    assert sorted(ours) == sorted(theirs), (f"only kubeadm: {sorted(set(theirs) - set(ours))}; "
+                                            f"only kbootstrap: {sorted(set(ours) - set(theirs))}")
+    different = [rel for rel in theirs if ours[rel] != theirs[rel]]
+    assert not different, "\n".join(f"{rel}:\n  kubeadm:    {theirs[rel]}\n  kbootstrap: {ours[rel]}"
+                                    for rel in different)
