@@ -170,11 +170,11 @@ def like_the_machine(lab: LabState, name: str, dest: Path) -> None:
             (dest / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
 
 
-def kbootstrap_tree(release: str, case: str, dest: Path, tmp: Path) -> Path:
+def kbootstrap_tree(release: str, case: str, dest: Path, tmp: Path, hardening: str = "kubeadm") -> Path:
     config = tmp / f"{case}.yaml"
     config.write_text(config_text(case, release))
     proc = subprocess.run([sys.executable, "-m", "bootstrap.cli", "init", "--rootfs", str(dest), "--config",
-                           str(config), "--hardening", "kubeadm"], capture_output=True, text=True, cwd=REPO,
+                           str(config), "--hardening", hardening], capture_output=True, text=True, cwd=REPO,
                           timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-1000:]
     return dest
@@ -271,3 +271,61 @@ def test_node_files_match_the_real_kubeadm(machine: tuple[LabState, str], releas
     different = [rel for rel in theirs if ours[rel] != theirs[rel]]
     assert not different, "\n".join(f"{rel}:\n  kubeadm:    {theirs[rel]}\n  kbootstrap: {ours[rel]}"
                                     for rel in different)
+
+
+# ---- the CIS profile: kubeadm's files plus exactly these differences (docs/hardening.md) -----------
+APISERVER, KCM, SCHEDULER = (f"etc/kubernetes/manifests/{c}.yaml" for c in
+                             ("kube-apiserver", "kube-controller-manager", "kube-scheduler"))
+AUDIT_FLAGS = ("--audit-log-path=/var/log/kubernetes/audit/audit.log", "--audit-log-maxage=30",
+               "--audit-log-maxbackup=10", "--audit-log-maxsize=100",
+               "--audit-policy-file=/etc/kubernetes/audit-policy.yaml")
+DECLARED = {
+    *((APISERVER, f"flag {f}") for f in ("--profiling=false", *AUDIT_FLAGS)),
+    (KCM, "flag --profiling=false"), (SCHEDULER, "flag --profiling=false"),
+    (APISERVER, "volume audit-policy"), (APISERVER, "volume audit-log"),
+    ("etc/kubernetes/audit-policy.yaml", "only kbootstrap"),
+    ("var/lib/kubelet/config.yaml", "mode 0644 -> 0600"), ("var/lib/kubelet/instance-config.yaml", "mode 0644 -> 0600"),
+}
+
+
+def differences(theirs: dict[str, Any], ours: dict[str, Any]) -> set[tuple[str, str]]:
+    out: set[tuple[str, str]] = set()
+    for rel in sorted(set(theirs) | set(ours)):
+        if rel not in ours:
+            out.add((rel, "only kubeadm"))
+            continue
+        if rel not in theirs:
+            out.add((rel, "only kbootstrap"))
+            continue
+        a, b = theirs[rel], ours[rel]
+        if a["mode"] != b["mode"]:
+            # Every certificate's mode is one item: the certFileMode switch.
+            out.add(("*.crt" if rel.endswith(".crt") else rel, f"mode {a['mode']} -> {b['mode']}"))
+        ca, cb = a["content"], b["content"]
+        if rel.startswith("etc/kubernetes/manifests/") and isinstance(ca, dict) and isinstance(cb, dict):
+            pa, pb = ca["spec"]["containers"][0], cb["spec"]["containers"][0]
+            out |= {(rel, f"flag {f}") for f in set(pb["command"]) - set(pa["command"])}
+            out |= {(rel, f"no flag {f}") for f in set(pa["command"]) - set(pb["command"])}
+            va = {v["name"] for v in ca["spec"].get("volumes", [])}
+            vb = {v["name"] for v in cb["spec"].get("volumes", [])}
+            out |= {(rel, f"volume {v}") for v in vb - va} | {(rel, f"no volume {v}") for v in va - vb}
+            rest = [{k: v for k, v in c.items() if k not in ("command", "volumeMounts")} for c in (pa, pb)]
+            mounts = [{m["name"] for m in c.get("volumeMounts", [])} for c in (pa, pb)]
+            if rest[0] != rest[1] or mounts[1] - mounts[0] != vb - va or mounts[0] - mounts[1] != va - vb:
+                out.add((rel, "container differs beyond flags and volumes"))
+            if {k: v for k, v in ca["spec"].items() if k not in ("containers", "volumes")} != {
+                    k: v for k, v in cb["spec"].items() if k not in ("containers", "volumes")}:
+                out.add((rel, "pod spec differs"))
+        elif ca != cb:
+            out.add((rel, "content"))
+    return out
+
+
+@pytest.mark.parametrize("release", RELEASE_NAMES)
+def test_cis_profile_differs_from_kubeadm_by_the_declared_list_only(machine: tuple[LabState, str], release: str,
+                                                                   tmp_path: Path) -> None:
+    lab, name = machine
+    theirs = tree_facts(kubeadm_tree(lab, name, release, "defaults", tmp_path / "kubeadm"))
+    like_the_machine(lab, name, tmp_path / "kbootstrap")
+    ours = tree_facts(kbootstrap_tree(release, "defaults", tmp_path / "kbootstrap", tmp_path, hardening="cis"))
+    assert differences(theirs, ours) == DECLARED | {("*.crt", "mode 0644 -> 0600")}
