@@ -53,6 +53,7 @@ class Release:
 RELEASES: tuple[Release, ...] = (
     Release("v1.37.2", cri_tools="v1.37.0"),
     Release("v1.36.3", cri_tools="v1.36.0"),
+    Release("v1.35.4", scope=KUBEADM_ONLY),  # the oldest supported minor: kubeadm for the oracle
 )
 DEFAULT_RELEASE = "v1.37.2"
 
