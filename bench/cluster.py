@@ -218,7 +218,8 @@ def main() -> None:
         f"| kubeadm: `init --upload-certs`, 2 control-plane joins one after another, 2 worker joins, the same pod "
         f"network, to every node Ready and CoreDNS answering (binaries, images, LB pre-staged, not timed) | "
         f"{theirs['cold']:.1f} s | |",
-        f"| kbootstrap rerun on the live cluster, nothing to do (validation skipped) | {ours['rerun']:.1f} s | |",
+        "| kbootstrap rerun on the live cluster, nothing to do (validation skipped), right after the cold init "
+        f"| {ours['rerun']:.1f} s | |",
     ]
     table = "\n".join(rows)
     print(table)
