@@ -47,6 +47,12 @@ def kbootstrap(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=60, cwd=REPO)
 
 
+def config_file(tmp_path: Path, case: str, template: str, release: str) -> str:
+    path = tmp_path / f"{case}.yaml"
+    path.write_text(template.format(version=release))
+    return str(path)
+
+
 def same_stdout(binary: Path, *args: str) -> None:
     theirs, ours = kubeadm(binary, *args), kbootstrap(*args)
     assert theirs.returncode == 0, f"kubeadm {' '.join(args)}: {theirs.stderr}"
@@ -109,10 +115,8 @@ def test_images_list_flags(release: str) -> None:
 @pytest.mark.parametrize("case", sorted(CONFIGS))
 @pytest.mark.parametrize("release", RELEASE_NAMES)
 def test_images_list_config_files(release: str, case: str, tmp_path: Path) -> None:
-    binary = kubeadm_of(release)
-    path = tmp_path / f"{case}.yaml"
-    path.write_text(CONFIGS[case].format(version=release))
-    same_stdout(binary, "config", "images", "list", "--config", str(path))
+    path = config_file(tmp_path, case, CONFIGS[case], release)
+    same_stdout(kubeadm_of(release), "config", "images", "list", "--config", path)
 
 
 @pytest.mark.parametrize("release", RELEASE_NAMES)
@@ -157,11 +161,9 @@ STRICTER = {
 @pytest.mark.parametrize("case", sorted(VALIDATE))
 @pytest.mark.parametrize("release", RELEASE_NAMES)
 def test_validate_accepts_and_refuses_what_kubeadm_does(release: str, case: str, tmp_path: Path) -> None:
-    binary = kubeadm_of(release)
-    path = tmp_path / f"{case}.yaml"
-    path.write_text(VALIDATE[case].format(version=release))
-    theirs = kubeadm(binary, "config", "validate", "--config", str(path))
-    ours = kbootstrap("config", "validate", "--config", str(path))
+    path = config_file(tmp_path, case, VALIDATE[case], release)
+    theirs = kubeadm(kubeadm_of(release), "config", "validate", "--config", path)
+    ours = kbootstrap("config", "validate", "--config", path)
     assert (ours.returncode == 0) == (theirs.returncode == 0), (
         f"kubeadm {release} exit {theirs.returncode}: {theirs.stderr.strip()}\n"
         f"kbootstrap exit {ours.returncode}: {ours.stderr.strip()}")
@@ -180,9 +182,7 @@ def test_validate_accepts_and_refuses_what_kubeadm_does(release: str, case: str,
 @pytest.mark.parametrize("release", RELEASE_NAMES)
 def test_declared_stricter_checks(release: str, case: str, tmp_path: Path) -> None:
     """When kubeadm starts refusing one of these too, the case moves to VALIDATE."""
-    binary = kubeadm_of(release)
-    path = tmp_path / f"{case}.yaml"
-    path.write_text(STRICTER[case].format(version=release))
-    assert kubeadm(binary, "config", "validate", "--config", str(path)).returncode == 0
-    ours = kbootstrap("config", "validate", "--config", str(path))
+    path = config_file(tmp_path, case, STRICTER[case], release)
+    assert kubeadm(kubeadm_of(release), "config", "validate", "--config", path).returncode == 0
+    ours = kbootstrap("config", "validate", "--config", path)
     assert ours.returncode == 2 and ours.stderr.count("\n") == 1
