@@ -18,7 +18,7 @@ from bootstrap.render.apiobjects.kubeproxy import kube_proxy_image
 from bootstrap.render.etcd import etcd_image_tag
 from bootstrap.render.node import sandbox_image
 from bootstrap.render.podspec import component_image
-from bootstrap.spec.model import ClusterSpec
+from bootstrap.spec.model import DEFAULT_CRI_SOCKET, ClusterSpec
 from bootstrap.versions import KubeVersion
 
 IMAGES_API_VERSION = "output.kubeadm.k8s.io/v1alpha3"
@@ -26,7 +26,6 @@ KUBEADM_V1BETA4 = "kubeadm.k8s.io/v1beta4"
 PRINT_MIN_MINOR = 31  # v1beta4: what every supported release prints
 PLACEHOLDER_TOKEN = "abcdef.0123456789abcdef"  # kubeadm's own placeholder, never a real token
 PLACEHOLDER_ADDRESS = "1.2.3.4"
-DEFAULT_CRI_SOCKET = "unix:///var/run/containerd/containerd.sock"
 TIMEOUTS = {
     "controlPlaneComponentHealthCheck": "4m0s",
     "discovery": "5m0s",
