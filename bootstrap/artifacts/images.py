@@ -20,18 +20,15 @@ SKOPEO_TIMEOUT = 600
 
 
 def kubeadm_images(version: str, repository: str = DEFAULT_REGISTRY) -> dict[str, str]:
-    """name -> reference, as `kubeadm config images list --kubernetes-version VERSION` lists them."""
-    v = KubeVersion.parse(version)
-    tag = str(v)
-    return {
-        "kube-apiserver": f"{repository}/kube-apiserver:{tag}",
-        "kube-controller-manager": f"{repository}/kube-controller-manager:{tag}",
-        "kube-scheduler": f"{repository}/kube-scheduler:{tag}",
-        "kube-proxy": f"{repository}/kube-proxy:{tag}",
-        "coredns": f"{repository}/coredns/coredns:{v.coredns_version}",
-        "pause": f"{repository}/pause:{v.pause_version}",
-        "etcd": f"{repository}/etcd:{v.etcd_version}",
-    }
+    """name -> reference, as `kubeadm config images list --kubernetes-version VERSION` lists them
+    (the same list `kbootstrap config images list` prints: render/kubeadm_defaults.py)."""
+    from bootstrap.render.kubeadm_defaults import PLACEHOLDER_ADDRESS, control_plane_images
+    from bootstrap.spec.model import ClusterSpec
+
+    spec = ClusterSpec.model_validate({"kubernetes_version": str(KubeVersion.parse(version)),
+                                       "image_repository": repository, "advertise_address": PLACEHOLDER_ADDRESS,
+                                       "node": {"name": "node"}})
+    return {ref.rsplit("/", 1)[-1].split(":", 1)[0]: ref for ref in control_plane_images(spec)}
 
 
 def fetch_images(
