@@ -102,7 +102,7 @@ class PodNetworkReport:
 
 def _pod_problem(pod: dict[str, Any]) -> str | None:
     status = pod.get("status") or {}
-    for cs in status.get("container_statuses") or status.get("containerStatuses") or []:
+    for cs in status.get("containerStatuses") or []:
         state = cs.get("state") or {}
         for key in ("waiting", "terminated"):
             info = state.get(key)
@@ -120,10 +120,10 @@ def _agents(api: ClusterAPI, opts: ProbeOptions) -> list[Agent]:
     out = []
     for pod in pods:
         meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
-        if meta.get("deletionTimestamp") or meta.get("deletion_timestamp"):
+        if meta.get("deletionTimestamp"):
             continue
-        node = spec.get("node_name") or spec.get("nodeName") or ""
-        ip = status.get("pod_ip") or status.get("podIP")
+        node = spec.get("nodeName") or ""
+        ip = status.get("podIP")
         out.append(Agent(meta.get("name", ""), node, ip, _pod_problem(pod)))
     return sorted(out, key=lambda a: a.node)
 
@@ -160,7 +160,7 @@ def _wait_namespace_gone(api: ClusterAPI, namespace: str, timeout: float,
     while True:
         ns = api.get("v1", "Namespace", namespace)
         meta = (ns or {}).get("metadata") or {}
-        if ns is None or not (meta.get("deletionTimestamp") or meta.get("deletion_timestamp")):
+        if ns is None or not meta.get("deletionTimestamp"):
             return
         if clock() > deadline:
             raise TransportError(f"namespace {namespace} is still terminating after {timeout:.0f}s",
