@@ -180,9 +180,9 @@ def install_files(ctx: RunContext, items: list[Install]) -> list[str]:
         return []
     checks = "\n".join(f"printf '%s %s\\n' \"$({stamped_sha256_script(it.dest)})\" {shlex.quote(it.dest)}"
                        for it in items)
-    found = ctx.fact(checks)
-    have = _sums(found)
-    stamped = {path for path, how in _hows(found).items() if how == "stamped"}
+    checked = _sums(ctx.fact(checks))
+    have = {path: sha for path, (_, sha) in checked.items()}
+    stamped = {path for path, (how, _) in checked.items() if how == "stamped"}
     todo = [it for it in items if have.get(it.dest) != it.sha256]
     for it in items:
         if it not in todo:
@@ -193,30 +193,20 @@ def install_files(ctx: RunContext, items: list[Install]) -> list[str]:
     if not ctx.dry_run and todo:
         ctx.flush()
         ctx.target.write_many([(it.dest, it.src.read_bytes(), it.mode, None) for it in todo])
-        verify = "\n".join(f"echo \"$(sha256sum {shlex.quote(it.dest)} | cut -d' ' -f1) {it.dest}\"" for it in todo)
+        verify = "\n".join(f"echo \"hashed $(sha256sum {shlex.quote(it.dest)} | cut -d' ' -f1) {it.dest}\""
+                           for it in todo)
         got = _sums(ctx.fact(verify))
-        bad = [it.dest for it in todo if got.get(it.dest) != it.sha256]
+        bad = [it.dest for it in todo if got.get(it.dest, ("", ""))[1] != it.sha256]
         if bad:
             raise PhaseError(f"checksum mismatch after copy to {ctx.name}: {', '.join(bad)}")
     _write_stamps(ctx, [it for it in items if it in todo or it.dest not in stamped])
     return [it.dest for it in todo]
 
 
-def _sums(result: CommandResult | None) -> dict[str, str]:
-    """`[HOW] SHA256 PATH` lines -> {path: sha256} ("-" for a missing file)."""
-    out = {}
-    for line in result.stdout.splitlines() if result is not None else []:
-        how = line.startswith(("stamped ", "hashed ", "missing "))
-        words = line.split(" ", 2) if how else ["", *line.split(" ", 1)]
-        if len(words) == 3:
-            out[words[2]] = words[1]
-    return out
-
-
-def _hows(result: CommandResult | None) -> dict[str, str]:
-    """`HOW SHA256 PATH` lines -> {path: how}: stamped, hashed or missing."""
+def _sums(result: CommandResult | None) -> dict[str, tuple[str, str]]:
+    """`HOW SHA256 PATH` lines -> {path: (how, sha256)}: how is stamped, hashed or missing ("-")."""
     lines = result.stdout.splitlines() if result is not None else []
-    return {w[2]: w[0] for w in (line.split(" ", 2) for line in lines) if len(w) == 3}
+    return {w[2]: (w[0], w[1]) for w in (line.split(" ", 2) for line in lines) if len(w) == 3}
 
 
 def _write_stamps(ctx: RunContext, items: list[Install]) -> None:
