@@ -80,7 +80,7 @@ def resolve_version(text: str, where: str = "kubernetesVersion") -> str:
     t = text.strip()
     m = _LABEL_RE.match(t)
     if m is None:
-        if t.startswith(("ci/", "release/")) or t in ("ci-cross/latest",):
+        if t.startswith(("ci/", "ci-cross/", "release/")):
             raise ConfigError(where, f"{t!r} is a CI build label", hint="use a release: vX.Y.Z or stable-1.37")
         return t
     major, minor = m[2], m[3]
