@@ -43,6 +43,7 @@ from bootstrap.spec.model import (
     NodeRegistration,
     Taint,
 )
+from bootstrap.versions import KubeVersion
 
 MINORS = range(27, 38)
 NOW = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
@@ -274,7 +275,7 @@ def test_coredns_per_minor(m: int) -> None:
     assert container["securityContext"]["capabilities"]["drop"] == (["ALL"] if m >= 29 else ["all"])
     assert container["livenessProbe"]["httpGet"]["port"] == ("liveness-probe" if m >= 34 else 8080)
     assert ("readiness-probe" in {p["name"] for p in container["ports"]}) is (m >= 34)
-    assert container["image"] == f"registry.k8s.io/coredns/coredns:{coredns.COREDNS_VERSIONS[m]}"
+    assert container["image"] == f"registry.k8s.io/coredns/coredns:{KubeVersion.parse(v(m)).coredns_version}"
     assert ("disable success cluster.local" in objs[("ConfigMap", "coredns")]["data"]["Corefile"]) is (m >= 32)
 
 

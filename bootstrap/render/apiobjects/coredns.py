@@ -35,17 +35,9 @@ APP_LABEL = {"k8s-app": "kube-dns"}
 REPLICAS = 2
 # kubeadm constants.go CoreDNSVersion, per minor (.0 releases; v1.35-v1.37 from v1.35.4, v1.36.3,
 # v1.37.2). bootstrap/versions.py has the same column for the minors it lists.
-COREDNS_VERSIONS = {
-    27: "v1.10.1", 28: "v1.10.1", 29: "v1.11.1", 30: "v1.11.1", 31: "v1.11.3", 32: "v1.11.3",
-    33: "v1.12.0", 34: "v1.12.1", 35: "v1.13.1", 36: "v1.14.2", 37: "v1.14.6",
-}
-
-
 def coredns_version(spec: ClusterSpec) -> str:
-    try:
-        return COREDNS_VERSIONS[minor(spec)]
-    except KeyError:
-        raise ValueError(f"no CoreDNS version known for Kubernetes {spec.kubernetes_version}") from None
+    """The CoreDNS version kubeadm pins for the release (versions.py, from its constants.go)."""
+    return spec.version.coredns_version
 
 
 def coredns_image(spec: ClusterSpec) -> str:
