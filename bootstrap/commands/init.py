@@ -58,6 +58,9 @@ _SPEC_OPTIONS: list[Callable[[Any], Any]] = [
     click.option(
         "--network-plugin", help="Pod network: kube-router, none or cni (Kubespray's kube_network_plugin). "
         "[default: none on one node, as kubeadm; kube-router with -i]"),
+    click.option("--patches", type=click.Path(file_okay=False),
+                 help="A directory of kubeadm patches (target[suffix][+patchtype].{json,yaml}) for the static pods "
+                 "and the kubelet configuration, read on this machine."),
     click.option("--dry-run", is_flag=True, help="Print what would be written and the API objects; change nothing."),
     rootfs_option,
     output_option,

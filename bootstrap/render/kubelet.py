@@ -14,9 +14,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from bootstrap.render.patching import apply_patch_sets
 from bootstrap.render.podspec import arguments_to_command, to_yaml
 from bootstrap.render.templates import render_template
 from bootstrap.spec.model import MANIFESTS_DIR, Arg, ClusterSpec
+from bootstrap.spec.patches import KUBELET_CONFIGURATION
 
 KUBELET_CONFIG_PATH = "/var/lib/kubelet/config.yaml"
 KUBELET_FLAGS_ENV_PATH = "/var/lib/kubelet/kubeadm-flags.env"
@@ -144,7 +146,12 @@ def kubelet_config(spec: ClusterSpec, *, systemd_resolved: bool = False) -> tupl
 
 
 def kubelet_config_yaml(spec: ClusterSpec, *, systemd_resolved: bool = False) -> tuple[bytes, list[str]]:
+    """The node's config.yaml: kubeadm applies the kubeletconfiguration patches, then instance-config.yaml."""
     cfg, warnings = kubelet_config(spec, systemd_resolved=systemd_resolved)
+    if spec.patches:
+        cfg = apply_patch_sets(cfg, KUBELET_CONFIGURATION, spec.patches)
+        if node_local_cri_socket(spec):
+            cfg["containerRuntimeEndpoint"] = spec.node.cri_socket
     return to_yaml(cfg, creation_timestamp=False), warnings
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from bootstrap.render.patching import apply_patch_sets
 from bootstrap.spec.model import KUBERNETES_DIR, Arg, ClusterSpec, EnvVar, HostPathMount
 
 PathExists = Callable[[str], bool]
@@ -245,6 +246,9 @@ def to_yaml(obj: Any, *, creation_timestamp: bool = True) -> bytes:
 
 
 def pod_yaml(spec: ClusterSpec, pod: Pod) -> bytes:
+    """A static pod as kubeadm writes it: with the patches directory's patches for its name applied."""
+    if spec.patches:
+        pod = apply_patch_sets(pod, str(pod["metadata"]["name"]), spec.patches)
     return to_yaml(pod, creation_timestamp=not spec.version.at_least(34))
 
 

@@ -476,6 +476,8 @@ def _init(doc: Any, values: Values, kind: str) -> None:
         _set(values, "node.kubelet_extra_args", _args(nr.kubeletExtraArgs), f"{no}.kubeletExtraArgs")
         _set(values, "node.ignore_preflight_errors", nr.ignorePreflightErrors, f"{no}.ignorePreflightErrors")
     _set(values, "skip_phases", doc.skipPhases, f"{o}.skipPhases")
+    if doc.patches:
+        _set(values, "patches_dir", doc.patches.directory, f"{o}.patches.directory")
     tokens = [
         {
             "token": t.token,

@@ -27,7 +27,8 @@ from bootstrap.spec.model import (
     is_ip,
     split_host_port,
 )
-from bootstrap.versions import KubeVersion, resolve_version
+from bootstrap.spec.patches import read_patches_dir
+from bootstrap.versions import DEFAULT_KUBERNETES_VERSION, KubeVersion, resolve_version
 
 # CLI flag -> spec field path. Names are kubeadm's where kubeadm has the flag.
 FLAG_FIELDS: dict[str, str] = {
@@ -48,6 +49,7 @@ FLAG_FIELDS: dict[str, str] = {
     "encryption_algorithm": "encryption_algorithm",
     "etcd_mode": "etcd_mode",
     "network_plugin": "network.plugin",
+    "patches": "patches_dir",
 }
 
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -157,6 +159,9 @@ def _construct(values: Values) -> ClusterSpec:
                 tok.pop(k, None)
     if "hardening" in raw:
         raw["hardening"] = _hardening(raw["hardening"], origin("hardening"))
+    if raw.get("patches_dir"):
+        minor = KubeVersion.parse(str(raw.get("kubernetes_version", DEFAULT_KUBERNETES_VERSION))).minor
+        raw["patches"], _ = read_patches_dir(str(raw["patches_dir"]), origin("patches_dir"), minor)
     if "etcd_external" in raw:
         raw["etcd_local"] = None
 

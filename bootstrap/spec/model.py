@@ -197,6 +197,15 @@ class PodNetwork(Frozen):
     image: str = KUBE_ROUTER_IMAGE  # kube_router_image_repo:v{kube_router_version}
 
 
+class PatchSet(Frozen):
+    """One file of kubeadm's patches directory: its target, its patch type and its documents."""
+
+    file: str  # the file's name, for messages
+    target: str  # etcd, kube-apiserver, ..., kubeletconfiguration, corednsdeployment, kubeproxydaemonset
+    patch_type: str  # strategic | merge | json
+    patches: tuple[Any, ...]  # each document, decoded
+
+
 class ClusterSpec(Frozen):
     """Everything `kbootstrap init` needs for one control-plane node (and, later, a fleet)."""
 
@@ -230,6 +239,9 @@ class ClusterSpec(Frozen):
     proxy_disabled: bool = False  # ClusterConfiguration.proxy.disabled
     network: PodNetwork = PodNetwork()
     skip_phases: tuple[str, ...] = ()
+    # patches.directory (or --patches) on the control machine, read once into its patch sets.
+    patches_dir: str = ""
+    patches: tuple[PatchSet, ...] = ()
     hardening: Hardening = Hardening()
     # Fleet runs: how clients reach the API servers (external LB, VIP, or a localhost proxy on
     # workers); None for a single API server. See spec/endpoint.py and docs/ha.md.

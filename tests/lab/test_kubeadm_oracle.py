@@ -12,6 +12,9 @@ and `--hardening kubeadm`. Then, ignoring only keys, serials and timestamps:
 - every static-pod manifest, as an object;
 - the kubelet's config.yaml, instance-config.yaml (where kubeadm writes it) and kubeadm-flags.env.
 
+One case gives kubeadm a patches directory (strategic, merge and JSON patches on the static pods
+and the kubelet configuration): kbootstrap reads the same files on this machine.
+
 With `--hardening kubeadm` there is no declared difference: any difference fails.
 """
 
@@ -113,6 +116,70 @@ evictionHard:
   memory.available: 200Mi
 """),
 }
+# A patches directory (InitConfiguration.patches.directory): every patch type, several targets, two
+# documents in one file, a subdirectory, and files kubeadm ignores (another extension, an empty one).
+PATCHES: dict[str, str] = {
+    "kube-apiserver+json.yaml": """\
+- op: add
+  path: /spec/containers/0/command/-
+  value: --event-ttl=2h
+- op: replace
+  path: /spec/containers/0/livenessProbe/failureThreshold
+  value: 12
+""",
+    "kube-controller-manager.yaml": """\
+spec:
+  containers:
+  - name: kube-controller-manager
+    env:
+    - name: GOMAXPROCS
+      value: "2"
+    resources:
+      limits:
+        memory: 512Mi
+    volumeMounts:
+    - name: extra-config
+      mountPath: /etc/extra
+      readOnly: true
+  volumes:
+  - name: extra-config
+    hostPath:
+      path: /etc/extra
+      type: DirectoryOrCreate
+""",
+    "kube-scheduler+merge.json": '{"metadata": {"annotations": {"example.com/patched": "yes"}}}\n',
+    "more/kube-scheduler0+json.yaml": """\
+- op: add
+  path: /metadata/labels/patched
+  value: "twice"
+""",
+    "etcd.yaml": """\
+spec:
+  containers:
+  - name: etcd
+    resources:
+      requests:
+        memory: 200Mi
+    volumeMounts:
+    - mountPath: /var/lib/etcd
+      $patch: delete
+---
+metadata:
+  labels:
+    backup: daily
+""",
+    "kubeletconfiguration+merge.yaml": """\
+maxPods: 99
+evictionHard:
+  memory.available: 300Mi
+""",
+    "kubeletconfiguration0+json.json": '[{"op": "add", "path": "/systemReserved", "value": {"cpu": "100m"}}]\n',
+    "kubeletconfiguration1.yaml": "containerLogMaxFiles: 3\n",
+    "README.txt": "not a patch\n",
+    "kube-apiserver-empty.yaml": "",
+}
+PATCHES_CASE = "patches"
+CASES[PATCHES_CASE] = ("10.0.0.10", "")
 PHASES = ("certs all", "kubeconfig all", "etcd local", "control-plane all", "kubelet-start")
 FILES = ("etc/kubernetes", "etc/oracle", "var/lib/kubelet")
 
@@ -134,10 +201,19 @@ def root_of(lab: LabState, name: str) -> Path:
     return lab.machine(name).dir(lab.name) / "merged"
 
 
-def config_text(case: str, release: str) -> str:
+def config_text(case: str, release: str, patches_dir: Path | str | None = None) -> str:
     address, body = CASES[case]
-    text = INIT.format(address=address, node=NODE) + CLUSTER.format(version=release) + body
-    return text
+    init = INIT.format(address=address, node=NODE)
+    if case == PATCHES_CASE:
+        init += f"patches:\n  directory: {patches_dir}\n"
+    return init + CLUSTER.format(version=release) + body
+
+
+def write_patches(where: Path) -> Path:
+    for rel, text in PATCHES.items():
+        (where / rel).parent.mkdir(parents=True, exist_ok=True)
+        (where / rel).write_text(text)
+    return where
 
 
 def kubeadm_tree(lab: LabState, name: str, release: str, case: str, dest: Path) -> Path:
@@ -146,7 +222,9 @@ def kubeadm_tree(lab: LabState, name: str, release: str, case: str, dest: Path) 
     where = root / IN_MACHINE.lstrip("/")
     where.mkdir(parents=True, exist_ok=True)
     shutil.copy2(kubeadm_binary(release), where / "kubeadm")
-    (where / "config.yaml").write_text(config_text(case, release))
+    shutil.rmtree(where / "patches", ignore_errors=True)
+    write_patches(where / "patches")
+    (where / "config.yaml").write_text(config_text(case, release, f"{IN_MACHINE}/patches"))
     phases = [p for p in PHASES if not (p == "etcd local" and case == "external-etcd")]
     script = ["set -e", "rm -rf /etc/kubernetes /etc/oracle /var/lib/kubelet"]
     script += [f"{IN_MACHINE}/kubeadm init phase {p} --config {IN_MACHINE}/config.yaml" for p in phases]
@@ -172,7 +250,7 @@ def like_the_machine(lab: LabState, name: str, dest: Path) -> None:
 
 def kbootstrap_tree(release: str, case: str, dest: Path, tmp: Path, hardening: str = "kubeadm") -> Path:
     config = tmp / f"{case}.yaml"
-    config.write_text(config_text(case, release))
+    config.write_text(config_text(case, release, write_patches(tmp / "patches")))
     proc = subprocess.run([sys.executable, "-m", "bootstrap.cli", "init", "--rootfs", str(dest), "--config",
                            str(config), "--hardening", hardening], capture_output=True, text=True, cwd=REPO,
                           timeout=300)
@@ -271,6 +349,11 @@ def test_node_files_match_the_real_kubeadm(machine: tuple[LabState, str], releas
     different = [rel for rel in theirs if ours[rel] != theirs[rel]]
     assert not different, "\n".join(f"{rel}:\n  kubeadm:    {theirs[rel]}\n  kbootstrap: {ours[rel]}"
                                     for rel in different)
+    if case == PATCHES_CASE:  # the case cannot pass by both sides ignoring the directory
+        kcm = theirs["etc/kubernetes/manifests/kube-controller-manager.yaml"]["content"]
+        assert kcm["spec"]["volumes"][0]["name"] == "extra-config"
+        assert theirs["var/lib/kubelet/config.yaml"]["content"]["maxPods"] == 99
+        assert theirs["etc/kubernetes/manifests/kube-scheduler.yaml"]["content"]["metadata"]["labels"]["patched"] == "twice"
 
 
 # ---- the CIS profile: kubeadm's files plus exactly these differences (docs/hardening.md) -----------

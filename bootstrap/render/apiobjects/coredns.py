@@ -26,7 +26,9 @@ from bootstrap.render.apiobjects.common import (
     service_account,
 )
 from bootstrap.render.apiobjects.markcontrolplane import LABEL_CONTROL_PLANE
+from bootstrap.render.patching import apply_patch_sets
 from bootstrap.spec.model import ClusterSpec
+from bootstrap.spec.patches import COREDNS_DEPLOYMENT
 
 COREDNS = "coredns"
 CLUSTER_ROLE = "system:coredns"
@@ -139,8 +141,9 @@ def _container(spec: ClusterSpec) -> dict[str, Any]:
 
 
 def coredns_deployment(spec: ClusterSpec, *, replicas: int = REPLICAS) -> KubeObject:
-    """replicas: kubeadm keeps the count of a CoreDNS Deployment that already runs (2 for a new one)."""
-    return {
+    """replicas: kubeadm keeps the count of a CoreDNS Deployment that already runs (2 for a new one).
+    The corednsdeployment patches of the patches directory are applied."""
+    deployment: KubeObject = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": COREDNS, "namespace": KUBE_SYSTEM, "labels": dict(APP_LABEL)},
@@ -175,6 +178,7 @@ def coredns_deployment(spec: ClusterSpec, *, replicas: int = REPLICAS) -> KubeOb
             },
         },
     }
+    return apply_patch_sets(deployment, COREDNS_DEPLOYMENT, spec.patches)
 
 
 def dns_service(spec: ClusterSpec) -> KubeObject:

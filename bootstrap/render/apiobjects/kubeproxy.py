@@ -37,7 +37,9 @@ from bootstrap.render.apiobjects.common import (
     service_account,
 )
 from bootstrap.render.manifests import merge_env
+from bootstrap.render.patching import apply_patch_sets
 from bootstrap.spec.model import ClusterSpec
+from bootstrap.spec.patches import KUBE_PROXY_DAEMONSET
 
 KUBE_PROXY = "kube-proxy"
 CONFIG_KEY = "config.conf"
@@ -196,8 +198,7 @@ def kube_proxy_daemonset(spec: ClusterSpec) -> KubeObject:
     sorted by name (kubeadm MergeKubeadmEnvVars)."""
     labels = {"k8s-app": KUBE_PROXY}
     env: list[dict[str, Any]] = [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]
-    env += merge_env(spec.proxy_env)
-    return {
+    daemonset: KubeObject = {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
         "metadata": {"name": KUBE_PROXY, "namespace": KUBE_SYSTEM, "labels": dict(labels)},
@@ -236,6 +237,11 @@ def kube_proxy_daemonset(spec: ClusterSpec) -> KubeObject:
             },
         },
     }
+    # kubeadm patches its template, then appends the proxy variables to the first container.
+    daemonset = apply_patch_sets(daemonset, KUBE_PROXY_DAEMONSET, spec.patches)
+    first = daemonset["spec"]["template"]["spec"]["containers"][0]
+    first["env"] = [*(first.get("env") or []), *merge_env(spec.proxy_env)]
+    return daemonset
 
 
 def kube_proxy_rbac() -> list[KubeObject]:
