@@ -17,6 +17,7 @@ from bootstrap.errors import PhaseError, UsageError
 from bootstrap.phases.cluster_api import OBJECTS_NOTE
 from bootstrap.phases.show_join import JOIN_NOTE
 from bootstrap.phases.tree import INIT
+from bootstrap.spec.kubeadm_config import ignored_documents
 from bootstrap.spec.model import EncryptionAlgorithm
 from bootstrap.workflow.init import init_fleet, init_node
 from bootstrap.workflow.options import Events
@@ -106,8 +107,16 @@ def fleet_option_set(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def note_ignored_documents(params: dict[str, Any]) -> None:
+    """kubeadm's warning for each document of --config that init does not read (JoinConfiguration, ...)."""
+    if params.get("config"):
+        for line in ignored_documents(params["config"], "init"):
+            click.echo(line, err=True)
+
+
 def run_init(params: dict[str, Any], *, only: str | None = None) -> None:
     """`init` and `init phase PATH` on this node (or a --rootfs directory)."""
+    note_ignored_documents(params)
     dry_run = bool(params.get("dry_run"))
     output = params.get("output", "text")
     verbose = int((click.get_current_context().find_root().obj or {}).get("verbose", 0))
@@ -133,6 +142,7 @@ def run_init(params: dict[str, Any], *, only: str | None = None) -> None:
 
 def run_init_fleet(params: dict[str, Any], *, only: str | None = None) -> None:
     """`init -i` and `init phase PATH -i`: every host of the inventory (or ROOTFS/<host>/)."""
+    note_ignored_documents(params)
     if params.get("transport") == "ansible":
         if only is not None:
             raise UsageError("init phase NAME runs over SSH only", hint="drop --transport ansible")

@@ -17,6 +17,7 @@ from bootstrap.join.copycerts import parse_certificate_key
 from bootstrap.join.discovery import DEFAULT_TIMEOUT
 from bootstrap.join.node import JoinRequest, join_phases, plan_join
 from bootstrap.join.tokens import parse_token
+from bootstrap.spec.kubeadm_config import ignored_documents, join_request
 from bootstrap.spec.load import build_spec
 from bootstrap.transport.local import LocalTarget
 from bootstrap.workflow.join import join_fleet
@@ -33,7 +34,7 @@ def _timeout(text: str | None) -> float:
 def request_from(params: dict[str, Any]) -> JoinRequest:
     token = params.get("token")
     discovery = params.get("discovery_token") or token
-    tls = params.get("tls_bootstrap_token") or token
+    tls = params.get("tls_bootstrap_token") or discovery  # kubeadm's SetDefaults_Discovery
     key = params.get("certificate_key")
     return JoinRequest(
         endpoint=params.get("endpoint"),
@@ -46,6 +47,21 @@ def request_from(params: dict[str, Any]) -> JoinRequest:
         certificate_key=parse_certificate_key(key) if key else None,
         timeout=_timeout(params.get("discovery_timeout")),
     )
+
+
+def with_join_configuration(params: dict[str, Any], config: str) -> dict[str, Any]:
+    """params with the JoinConfiguration's discovery and control-plane values; a flag that sets the
+    same value too is refused (one place only, as for the spec). Notes the documents join ignores."""
+    out = dict(params)
+    for flag, (value, origin) in join_request(config).items():
+        given = params.get(flag)
+        if given not in (None, "", (), False):
+            raise UsageError(f"--{flag.replace('_', '-')}: also set by {origin} in {config}",
+                             hint="set it in one place only")
+        out[flag] = value
+    for line in ignored_documents(config, "join"):
+        click.echo(line, err=True)
+    return out
 
 
 @click.command(
@@ -104,8 +120,11 @@ def join(**params: Any) -> None:
         return
     if params.get("limit"):
         raise UsageError("--limit needs -i INVENTORY")
+    config = params.get("config")
+    if config:
+        params = with_join_configuration(params, config)
     req = request_from(params)  # token, hash and key formats: before anything else
-    spec = build_spec(params, params.get("config"))
+    spec = build_spec(params, config, purpose="join")
     target = LocalTarget(params.get("rootfs") or "/", name=spec.node.name)
     plan = plan_join(req, spec, target)  # discovery and downloads; nothing written yet
     ctx = RunContext(plan.spec, target, dry_run=bool(params.get("dry_run")))

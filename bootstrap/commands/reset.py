@@ -12,6 +12,7 @@ from bootstrap.commands.init import fleet_option_set
 from bootstrap.engine.result import HostReport, Status
 from bootstrap.errors import UsageError
 from bootstrap.phases.reset import NOT_CLEANED
+from bootstrap.spec.kubeadm_config import ignored_documents, load_config_file, reset_options
 from bootstrap.spec.model import DEFAULT_CERT_DIR
 from bootstrap.workflow.reset import remove_node as remove_node_workflow
 from bootstrap.workflow.reset import reset_fleet, reset_node
@@ -48,10 +49,10 @@ def reset_text(report: HostReport, dry_run: bool) -> str:
 @click.option("--cleanup-tmp-dir", is_flag=True, help="Cleanup the /etc/kubernetes/tmp directory.")
 @click.option(
     "--cert-dir",
-    default=DEFAULT_CERT_DIR,
-    show_default=True,
-    help="The path to the directory where the certificates are stored.",
+    help=f"The path to the directory where the certificates are stored. [default: {DEFAULT_CERT_DIR}]",
 )
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="A kubeadm config file: its ResetConfiguration (force, dryRun, cleanupTmpDir, certificatesDir).")
 @click.option("--limit", help="With -i --transport ansible: only these hosts (comma-separated).")
 @rootfs_option
 @output_option
@@ -60,12 +61,18 @@ def reset(
     force: bool,
     dry_run: bool,
     cleanup_tmp_dir: bool,
-    cert_dir: str,
+    cert_dir: str | None,
+    config_path: str | None,
     rootfs: str | None,
     output: str,
     limit: str | None,
     **fleet: Any,
 ) -> None:
+    if config_path:
+        given = {"force": force, "dry_run": dry_run, "cleanup_tmp_dir": cleanup_tmp_dir, "cert_dir": cert_dir}
+        merged = with_reset_configuration(given, config_path)
+        force, dry_run, cleanup_tmp_dir, cert_dir = (merged[k] for k in given)
+    cert_dir = cert_dir or DEFAULT_CERT_DIR
     if fleet.get("inventory"):
         _reset_fleet({**fleet, "force": force, "dry_run": dry_run, "output": output}, limit)
         return
@@ -78,6 +85,22 @@ def reset(
     emit(output, {"hosts": {report.host: report.to_json()}, "dry_run": dry_run}, lambda: reset_text(report, dry_run))
     if report.failed:
         raise SystemExit(1)
+
+
+def with_reset_configuration(given: dict[str, Any], config: str) -> dict[str, Any]:
+    """The flags with the file's ResetConfiguration values; a value set in both places is refused.
+    Its other fields (criSocket, skipPhases, ignorePreflightErrors, unmountFlags, timeouts) are
+    validated; kbootstrap's reset has nothing they change."""
+    load_config_file(config, "reset")
+    out = dict(given)
+    for key, (value, origin) in reset_options(config).items():
+        if given.get(key):
+            raise UsageError(f"--{key.replace('_', '-')}: also set by {origin} in {config}",
+                             hint="set it in one place only")
+        out[key] = value
+    for line in ignored_documents(config, "reset"):
+        click.echo(line, err=True)
+    return out
 
 
 def _reset_fleet(params: dict[str, Any], limit: str | None) -> None:

@@ -227,6 +227,123 @@ class InitConfigurationV1beta3(_Doc):
     patches: PatchesDoc | None = None
 
 
+# ---- JoinConfiguration, ResetConfiguration, UpgradeConfiguration --------------------------------
+class TokenDiscoveryDoc(_Doc):
+    token: str
+    apiServerEndpoint: str = ""
+    caCertHashes: list[str] = []
+    unsafeSkipCAVerification: bool = False
+
+
+class FileDiscoveryDoc(_Doc):
+    kubeConfigPath: str
+
+
+class DiscoveryDoc4(_Doc):
+    bootstrapToken: TokenDiscoveryDoc | None = None
+    file: FileDiscoveryDoc | None = None
+    tlsBootstrapToken: str = ""
+
+
+class DiscoveryDoc3(DiscoveryDoc4):
+    timeout: str | None = None
+
+
+class JoinControlPlaneDoc(_Doc):
+    localAPIEndpoint: APIEndpointDoc | None = None
+    certificateKey: str = ""
+
+
+class JoinConfigurationV1beta4(_Doc):
+    apiVersion: str
+    kind: str
+    dryRun: bool = False
+    nodeRegistration: NodeRegistrationDoc4 | None = None
+    caCertPath: str = ""
+    discovery: DiscoveryDoc4
+    controlPlane: JoinControlPlaneDoc | None = None
+    skipPhases: list[str] = []
+    patches: PatchesDoc | None = None
+    timeouts: dict[str, str] | None = None
+
+
+class JoinConfigurationV1beta3(_Doc):
+    apiVersion: str
+    kind: str
+    nodeRegistration: NodeRegistrationDoc3 | None = None
+    caCertPath: str = ""
+    discovery: DiscoveryDoc3
+    controlPlane: JoinControlPlaneDoc | None = None
+    skipPhases: list[str] = []
+    patches: PatchesDoc | None = None
+
+
+class ResetConfigurationV1beta4(_Doc):
+    apiVersion: str
+    kind: str
+    cleanupTmpDir: bool = False
+    certificatesDir: str = ""
+    criSocket: str = ""
+    dryRun: bool = False
+    force: bool = False
+    ignorePreflightErrors: list[str] = []
+    skipPhases: list[str] = []
+    unmountFlags: list[str] = []
+    timeouts: dict[str, str] | None = None
+
+
+class UpgradeApplyDoc(_Doc):
+    kubernetesVersion: str = ""
+    allowExperimentalUpgrades: bool | None = None
+    allowRCUpgrades: bool | None = None
+    certificateRenewal: bool | None = None
+    dryRun: bool | None = None
+    etcdUpgrade: bool | None = None
+    forceUpgrade: bool | None = None
+    ignorePreflightErrors: list[str] = []
+    patches: PatchesDoc | None = None
+    printConfig: bool | None = None
+    skipPhases: list[str] = []
+    imagePullPolicy: str = ""
+    imagePullSerial: bool | None = None
+
+
+class UpgradeDiffDoc(_Doc):
+    kubernetesVersion: str = ""
+    contextLines: int = 0
+
+
+class UpgradeNodeDoc(_Doc):
+    certificateRenewal: bool | None = None
+    dryRun: bool | None = None
+    etcdUpgrade: bool | None = None
+    ignorePreflightErrors: list[str] = []
+    skipPhases: list[str] = []
+    patches: PatchesDoc | None = None
+    imagePullPolicy: str = ""
+    imagePullSerial: bool | None = None
+
+
+class UpgradePlanDoc(_Doc):
+    kubernetesVersion: str = ""
+    allowExperimentalUpgrades: bool | None = None
+    allowRCUpgrades: bool | None = None
+    dryRun: bool | None = None
+    etcdUpgrade: bool | None = None
+    ignorePreflightErrors: list[str] = []
+    printConfig: bool | None = None
+
+
+class UpgradeConfigurationV1beta4(_Doc):
+    apiVersion: str
+    kind: str
+    apply: UpgradeApplyDoc | None = None
+    diff: UpgradeDiffDoc | None = None
+    node: UpgradeNodeDoc | None = None
+    plan: UpgradePlanDoc | None = None
+    timeouts: dict[str, str] | None = None
+
+
 class HardeningDoc(_Doc):
     profile: str | None = None
     disableProfiling: bool | None = None
@@ -281,7 +398,18 @@ _MODELS: dict[tuple[str, str], type[_Doc]] = {
     (KUBEADM_V1BETA3, "ClusterConfiguration"): ClusterConfigurationV1beta3,
     (KUBEADM_V1BETA3, "InitConfiguration"): InitConfigurationV1beta3,
     (OURS_V1ALPHA1, "BootstrapConfiguration"): BootstrapConfigurationV1alpha1,
+    (KUBEADM_V1BETA4, "JoinConfiguration"): JoinConfigurationV1beta4,
+    (KUBEADM_V1BETA3, "JoinConfiguration"): JoinConfigurationV1beta3,
+    (KUBEADM_V1BETA4, "ResetConfiguration"): ResetConfigurationV1beta4,
+    (KUBEADM_V1BETA4, "UpgradeConfiguration"): UpgradeConfigurationV1beta4,
 }
+# Which documents a command reads; kubeadm validates the others and ignores them with a warning.
+INIT_KINDS = frozenset({"InitConfiguration", "ClusterConfiguration", "KubeletConfiguration",
+                        "KubeProxyConfiguration", "BootstrapConfiguration"})
+# kbootstrap join also reads the cluster's documents: it does not yet take them from the kubeadm-config
+# ConfigMap as kubeadm does (docs/kubeadm-config.md).
+PURPOSE_KINDS = {"init": INIT_KINDS, "join": (INIT_KINDS - {"InitConfiguration"}) | {"JoinConfiguration"},
+                 "validate": INIT_KINDS, "reset": frozenset({"ResetConfiguration"})}
 
 
 KUBEADM_V1 = "kubeadm.k8s.io/v1"
@@ -313,11 +441,20 @@ def _documents(path: str) -> list[Any]:
         raise ConfigError(path, f"not valid YAML{where}") from None
 
 
-def load_config_file(path: str) -> Values:
-    """Parse a multi-document kubeadm config file into spec values. Raises ConfigError."""
+def ignored_documents(path: str, purpose: str) -> list[str]:
+    """kubeadm's warning for each document the command does not read (the file already loaded)."""
+    wanted = PURPOSE_KINDS[purpose]
+    return [f"[config] WARNING: Ignored configuration document with GroupVersionKind {d.get('apiVersion')}, "
+            f"Kind={d.get('kind')}" for d in _documents(path) if isinstance(d, dict) and d.get("kind") not in wanted]
+
+
+def load_config_file(path: str, purpose: str = "init") -> Values:
+    """Parse a multi-document kubeadm config file into spec values. Every document is validated; only
+    those `purpose` (init, join, validate, reset) reads give values. Raises ConfigError."""
     docs = _documents(path)
     values: Values = {}
     seen: set[str] = set()
+    wanted = PURPOSE_KINDS[purpose]
     for index, doc in enumerate(docs):
         if not isinstance(doc, dict):
             raise ConfigError(f"{path}: document {index + 1}", "is not a YAML mapping")
@@ -325,13 +462,14 @@ def load_config_file(path: str) -> Values:
         if kind in seen:
             raise ConfigError(f"{path}: {kind}", "appears twice")
         seen.add(kind)
+        target = values if kind in wanted else {}
         if api_version == KUBELET_V1BETA1 and kind == "KubeletConfiguration":
-            _kubelet(doc, values)
+            _kubelet(doc, target)
             continue
         if api_version == KUBE_PROXY_V1ALPHA1 and kind == "KubeProxyConfiguration":
             # kube-proxy validates its own fields when it loads the ConfigMap; kubeadm passes it through.
             body = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind")}
-            values["kube_proxy_configuration"] = (body, "KubeProxyConfiguration")
+            target["kube_proxy_configuration"] = (body, "KubeProxyConfiguration")
             continue
         model = _MODELS.get((api_version, kind))
         if api_version == KUBEADM_V1:
@@ -351,7 +489,12 @@ def load_config_file(path: str) -> Values:
             parsed = model.model_validate(doc)
         except ValidationError as exc:
             raise ConfigError(f"{kind}.{_loc(exc)}", _why(exc)) from None
-        _CONVERTERS[model](parsed, values, kind)
+        _CONVERTERS[model](parsed, target, kind)
+    needs = {"init": ("InitConfiguration", "ClusterConfiguration"), "join": ("JoinConfiguration",),
+             "reset": ("ResetConfiguration",)}.get(purpose, ())
+    if needs and not seen & set(needs):
+        raise ConfigError(path, f"no {' or '.join(needs)} kind was found in the configuration file",
+                          hint="kubeadm reads the file the same way")
     return values
 
 
@@ -463,18 +606,7 @@ def _init(doc: Any, values: Values, kind: str) -> None:
         ep = doc.localAPIEndpoint
         _set(values, "advertise_address", ep.advertiseAddress, f"{o}.localAPIEndpoint.advertiseAddress")
         _set(values, "bind_port", ep.bindPort, f"{o}.localAPIEndpoint.bindPort")
-    nr = doc.nodeRegistration
-    if nr:
-        no = f"{o}.nodeRegistration"
-        _set(values, "node.name", nr.name, f"{no}.name")
-        _set(values, "node.cri_socket", nr.criSocket, f"{no}.criSocket")
-        if nr.taints is not None:
-            values["node.taints"] = (
-                [{"key": t.key, "value": t.value, "effect": t.effect} for t in nr.taints],
-                f"{no}.taints",
-            )
-        _set(values, "node.kubelet_extra_args", _args(nr.kubeletExtraArgs), f"{no}.kubeletExtraArgs")
-        _set(values, "node.ignore_preflight_errors", nr.ignorePreflightErrors, f"{no}.ignorePreflightErrors")
+    _node_registration(doc.nodeRegistration, values, f"{o}.nodeRegistration")
     _set(values, "skip_phases", doc.skipPhases, f"{o}.skipPhases")
     if doc.patches:
         _set(values, "patches_dir", doc.patches.directory, f"{o}.patches.directory")
@@ -491,6 +623,80 @@ def _init(doc: Any, values: Values, kind: str) -> None:
     _set(values, "bootstrap_tokens", tokens, f"{o}.bootstrapTokens")
 
 
+def _node_registration(nr: Any, values: Values, no: str) -> None:
+    if nr:
+        _set(values, "node.name", nr.name, f"{no}.name")
+        _set(values, "node.cri_socket", nr.criSocket, f"{no}.criSocket")
+        if nr.taints is not None:
+            values["node.taints"] = (
+                [{"key": t.key, "value": t.value, "effect": t.effect} for t in nr.taints],
+                f"{no}.taints",
+            )
+        _set(values, "node.kubelet_extra_args", _args(nr.kubeletExtraArgs), f"{no}.kubeletExtraArgs")
+        _set(values, "node.ignore_preflight_errors", nr.ignorePreflightErrors, f"{no}.ignorePreflightErrors")
+
+
+def _join(doc: Any, values: Values, kind: str) -> None:
+    """The node's values of a JoinConfiguration; its discovery goes to join_request (not the spec)."""
+    _node_registration(doc.nodeRegistration, values, f"{kind}.nodeRegistration")
+    if doc.controlPlane and doc.controlPlane.localAPIEndpoint:
+        ep, eo = doc.controlPlane.localAPIEndpoint, f"{kind}.controlPlane.localAPIEndpoint"
+        _set(values, "advertise_address", ep.advertiseAddress, f"{eo}.advertiseAddress")
+        _set(values, "bind_port", ep.bindPort, f"{eo}.bindPort")
+    _set(values, "skip_phases", doc.skipPhases, f"{kind}.skipPhases")
+    if doc.patches:
+        _set(values, "patches_dir", doc.patches.directory, f"{kind}.patches.directory")
+
+
+def join_request(path: str) -> dict[str, tuple[Any, str]]:
+    """The JoinConfiguration's discovery, as `kbootstrap join` flag names -> (value, origin); {} without one."""
+    docs = [d for d in _documents(path) if isinstance(d, dict) and d.get("kind") == "JoinConfiguration"]
+    model = _MODELS.get((str(docs[0].get("apiVersion")), "JoinConfiguration")) if docs else None
+    if model is None:
+        return {}
+    parsed: Any = model.model_validate(docs[0])
+    d = parsed.discovery
+    out: dict[str, tuple[Any, str]] = {}
+
+    def put(flag: str, value: Any, origin: str) -> None:
+        if value not in (None, "", [], False, ()):
+            out[flag] = (value, f"JoinConfiguration.{origin}")
+
+    if d.bootstrapToken:
+        t = d.bootstrapToken
+        put("discovery_token", t.token, "discovery.bootstrapToken.token")
+        put("endpoint", t.apiServerEndpoint, "discovery.bootstrapToken.apiServerEndpoint")
+        put("discovery_token_ca_cert_hash", tuple(t.caCertHashes), "discovery.bootstrapToken.caCertHashes")
+        put("discovery_token_unsafe_skip_ca_verification", t.unsafeSkipCAVerification,
+            "discovery.bootstrapToken.unsafeSkipCAVerification")
+    if d.file:
+        put("discovery_file", d.file.kubeConfigPath, "discovery.file.kubeConfigPath")
+    put("tls_bootstrap_token", d.tlsBootstrapToken, "discovery.tlsBootstrapToken")
+    timeout = getattr(d, "timeout", None) or (getattr(parsed, "timeouts", None) or {}).get("discovery")
+    put("discovery_timeout", timeout, "timeouts.discovery")
+    if parsed.controlPlane is not None:
+        put("control_plane", True, "controlPlane")
+        put("certificate_key", parsed.controlPlane.certificateKey, "controlPlane.certificateKey")
+    put("dry_run", getattr(parsed, "dryRun", False), "dryRun")
+    return out
+
+
+def reset_options(path: str) -> dict[str, tuple[Any, str]]:
+    """The ResetConfiguration as `kbootstrap reset` option names -> (value, origin)."""
+    for doc in _documents(path):
+        if isinstance(doc, dict) and doc.get("kind") == "ResetConfiguration":
+            parsed = ResetConfigurationV1beta4.model_validate(doc)
+            pairs = (("force", parsed.force, "force"), ("dry_run", parsed.dryRun, "dryRun"),
+                     ("cleanup_tmp_dir", parsed.cleanupTmpDir, "cleanupTmpDir"),
+                     ("cert_dir", parsed.certificatesDir, "certificatesDir"))
+            return {k: (v, f"ResetConfiguration.{o}") for k, v, o in pairs if v}
+    return {}
+
+
+def _validated_only(doc: Any, values: Values, kind: str) -> None:
+    """A document no spec value comes from: parsing it (strictly) was the point."""
+
+
 def _ours(doc: Any, values: Values, kind: str) -> None:
     _set(values, "etcd_mode", doc.etcdMode, f"{kind}.etcdMode")
     if doc.hardening:
@@ -505,4 +711,8 @@ _CONVERTERS = {
     InitConfigurationV1beta4: _init,
     InitConfigurationV1beta3: _init,
     BootstrapConfigurationV1alpha1: _ours,
+    JoinConfigurationV1beta4: _join,
+    JoinConfigurationV1beta3: _join,
+    ResetConfigurationV1beta4: _validated_only,  # reset_options reads it
+    UpgradeConfigurationV1beta4: _validated_only,  # for kbootstrap upgrade (the [day-2] issue)
 }

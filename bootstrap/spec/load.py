@@ -91,11 +91,13 @@ def environment_defaults(environ: Mapping[str, str]) -> Values:
 
 
 def build_spec(
-    flags: Mapping[str, Any], config_path: str | None = None, *, defaults: Values | None = None
+    flags: Mapping[str, Any], config_path: str | None = None, *, defaults: Values | None = None,
+    purpose: str = "init",
 ) -> ClusterSpec:
-    """defaults (e.g. from an inventory) lose to the config file and to flags without conflict."""
+    """defaults (e.g. from an inventory) lose to the config file and to flags without conflict.
+    purpose: which documents of the file the command reads (spec/kubeadm_config.PURPOSE_KINDS)."""
     merged: Values = dict(defaults or {})
-    from_file = load_config_file(config_path) if config_path else {}
+    from_file = load_config_file(config_path, purpose) if config_path else {}
     from_flags = flag_values(flags)
     for key, (_, flag_origin) in from_flags.items():
         if key in from_file:

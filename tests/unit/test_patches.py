@@ -56,7 +56,7 @@ def test_files_are_read_in_walk_order_and_addon_targets_follow_the_release(tmp_p
 
 
 def test_a_missing_directory_is_one_line(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="could not list patch files for path .*no such file or directory"):
+    with pytest.raises(ConfigError, match=r"could not list patch files for path .*no such file or directory"):
         read_patches_dir(str(tmp_path / "nope"), "patches.directory", 37)
 
 
@@ -101,7 +101,7 @@ def test_merge_patch_and_json_patch() -> None:
 def test_a_patch_that_does_not_apply_names_its_file() -> None:
     sets = [PatchSet(file="kube-apiserver+json.yaml", target="kube-apiserver", patch_type="json",
                      patches=([{"op": "remove", "path": "/spec/nope"}],))]
-    with pytest.raises(ConfigError, match="patches: kube-apiserver\\+json.yaml: could not apply .*json-patch"):
+    with pytest.raises(ConfigError, match=r"patches: kube-apiserver\+json\.yaml: could not apply .*json-patch"):
         apply_patch_sets(POD, "kube-apiserver", sets)
     assert apply_patch_sets(POD, "etcd", sets) == POD  # another target's patches do not apply
 
