@@ -21,6 +21,7 @@ from bootstrap.spec.inventory import CONTROL_PLANE, ETCD, InventoryHost, ansible
 from bootstrap.spec.load import build_spec, environment_defaults
 from bootstrap.transport.local import LocalTarget
 from bootstrap.validate.zones import check_zones
+from bootstrap.workflow.guard import check_rerun, read_running_cluster
 from bootstrap.workflow.options import Events, FleetOptions
 from bootstrap.workflow.session import FleetPlan, close, connect, plan_fleet, run_state
 
@@ -52,6 +53,7 @@ def init_node(
         tree, only_skip = tree.only(only)
         skipped |= only_skip
     target = LocalTarget(rootfs or "/", name=spec.node.name)
+    check_rerun(read_running_cluster(target, spec), spec, spec.node.name)
     ctx = RunContext(spec, target, dry_run=dry_run)
     run = RunState(
         nodes={spec.node.name: local_host(spec.node.name)},
@@ -105,6 +107,9 @@ def init_fleet(opts: FleetOptions, events: Events | None = None, *, tree: Tree =
     conns = connect(plan.inv, names, opts)
     try:
         run = run_state(plan, names, conns, opts, events)
+        first = run.contexts.get(run.first_control_plane)
+        if first is not None:  # unreachable: its own phases fail, and nothing is guarded
+            check_rerun(read_running_cluster(first.target, first.spec), first.spec, run.first_control_plane)
         run.put_slot(SharedPKI(store=Path(plan.pki_dir)))
         run.put_slot(certificate_upload(opts.upload_certs, opts.certificate_key, Path(plan.pki_dir)))
         result = run_tree(tree, run, skip, skip_reasons=plan.reasons)

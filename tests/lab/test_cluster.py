@@ -265,6 +265,20 @@ def test_rerun_changes_nothing_and_keeps_every_process(cluster: dict[str, Any]) 
     print(f"rerun on the live 3+2 cluster: {seconds:.1f}s")
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (("--kubernetes-version", "v1.36.3"), "would downgrade the cluster"),
+    (("--service-cidr", "10.200.0.0/16"), "networking.serviceSubnet: the cluster on"),
+])
+def test_a_rerun_that_would_change_the_live_cluster_is_refused(cluster: dict[str, Any], args: tuple[str, ...],
+                                                               message: str) -> None:
+    lab = cluster["lab"]
+    before = {m.name: pids(lab, m.name) for m in lab.machines}
+    proc = kbootstrap("init", "-i", str(cluster["inventory"]), "--pki-dir", str(cluster["pki"]), *args)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stdout[-1000:] + proc.stderr[-1000:]
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert {m.name: pids(lab, m.name) for m in lab.machines} == before
+
+
 def test_token_create_prints_a_join_command_the_real_kubeadm_accepts(cluster: dict[str, Any]) -> None:
     """remove-node takes w2 out (reset, Node deleted); the real kubeadm joins it back with the
     command `kbootstrap token create --print-join-command` printed."""
