@@ -6,6 +6,8 @@ when proxy is not disabled, CoreDNS only when dns is not disabled, pause from im
 etcd only for local etcd (its own imageRepository and imageTag override). The defaults documents
 are kubeadm's v1beta4 defaults (cmd/kubeadm/app/apis/kubeadm/v1beta4/defaults.go and the
 placeholders of cmd/config.go), with the release's x.0 as kubernetesVersion, as kubeadm prints it.
+The static defaults themselves (the values below) are also what `config migrate` fills in
+(render/kubeadm_migrate.py), so each is written once.
 """
 
 from __future__ import annotations
@@ -35,6 +37,31 @@ TIMEOUTS = {
     "tlsBootstrap": "5m0s",
     "upgradeManifests": "5m0s",
 }
+# v1beta4 defaults.go (SetDefaults_*) and bootstraptoken/v1 defaults, as kubeadm prints them.
+BIND_PORT = 6443
+CA_CERT_PATH = "/etc/kubernetes/pki/ca.crt"
+CERTIFICATES_DIR = "/etc/kubernetes/pki"
+ETCD_DATA_DIR = "/var/lib/etcd"
+SERVICE_SUBNET = "10.96.0.0/12"
+DNS_DOMAIN = "cluster.local"
+IMAGE_REPOSITORY = "registry.k8s.io"
+CLUSTER_NAME = "kubernetes"
+ENCRYPTION_ALGORITHM = "RSA-2048"
+CERTIFICATE_VALIDITY = "8760h0m0s"
+CA_CERTIFICATE_VALIDITY = "87600h0m0s"
+IMAGE_PULL_POLICY = "IfNotPresent"
+TOKEN_TTL = "24h0m0s"
+TOKEN_USAGES = ("signing", "authentication")
+TOKEN_GROUPS = ("system:bootstrappers:kubeadm:default-node-token",)
+CONTROL_PLANE_TAINT = {"effect": "NoSchedule", "key": "node-role.kubernetes.io/control-plane"}
+# SetDefaults_UpgradeConfiguration: the *bool and pull settings each upgrade subcommand defaults.
+UPGRADE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "apply": {"certificateRenewal": True, "etcdUpgrade": True, "imagePullPolicy": IMAGE_PULL_POLICY,
+              "imagePullSerial": True},
+    "node": {"certificateRenewal": True, "etcdUpgrade": True, "imagePullPolicy": IMAGE_PULL_POLICY,
+             "imagePullSerial": True},
+    "plan": {"etcdUpgrade": True},
+}
 
 
 def control_plane_images(spec: ClusterSpec) -> list[str]:
@@ -56,7 +83,7 @@ def images_object(images: list[str]) -> dict[str, Any]:
 
 
 def _node_registration(name: str) -> dict[str, Any]:
-    return {"criSocket": DEFAULT_CRI_SOCKET, "imagePullPolicy": "IfNotPresent", "imagePullSerial": True,
+    return {"criSocket": DEFAULT_CRI_SOCKET, "imagePullPolicy": IMAGE_PULL_POLICY, "imagePullSerial": True,
             "name": name, "taints": None}
 
 
@@ -64,28 +91,28 @@ def init_defaults(version: KubeVersion) -> list[dict[str, Any]]:
     """InitConfiguration and ClusterConfiguration, as `kubeadm config print init-defaults`."""
     init = {
         "apiVersion": KUBEADM_V1BETA4,
-        "bootstrapTokens": [{"groups": ["system:bootstrappers:kubeadm:default-node-token"],
-                             "token": PLACEHOLDER_TOKEN, "ttl": "24h0m0s", "usages": ["signing", "authentication"]}],
+        "bootstrapTokens": [{"groups": list(TOKEN_GROUPS), "token": PLACEHOLDER_TOKEN, "ttl": TOKEN_TTL,
+                             "usages": list(TOKEN_USAGES)}],
         "kind": "InitConfiguration",
-        "localAPIEndpoint": {"advertiseAddress": PLACEHOLDER_ADDRESS, "bindPort": 6443},
+        "localAPIEndpoint": {"advertiseAddress": PLACEHOLDER_ADDRESS, "bindPort": BIND_PORT},
         "nodeRegistration": _node_registration("node"),
         "timeouts": dict(TIMEOUTS),
     }
     cluster = {
         "apiServer": {},
         "apiVersion": KUBEADM_V1BETA4,
-        "caCertificateValidityPeriod": "87600h0m0s",
-        "certificateValidityPeriod": "8760h0m0s",
-        "certificatesDir": "/etc/kubernetes/pki",
-        "clusterName": "kubernetes",
+        "caCertificateValidityPeriod": CA_CERTIFICATE_VALIDITY,
+        "certificateValidityPeriod": CERTIFICATE_VALIDITY,
+        "certificatesDir": CERTIFICATES_DIR,
+        "clusterName": CLUSTER_NAME,
         "controllerManager": {},
         "dns": {},
-        "encryptionAlgorithm": "RSA-2048",
-        "etcd": {"local": {"dataDir": "/var/lib/etcd"}},
-        "imageRepository": "registry.k8s.io",
+        "encryptionAlgorithm": ENCRYPTION_ALGORITHM,
+        "etcd": {"local": {"dataDir": ETCD_DATA_DIR}},
+        "imageRepository": IMAGE_REPOSITORY,
         "kind": "ClusterConfiguration",
         "kubernetesVersion": f"{version.major}.{version.minor}.0",
-        "networking": {"dnsDomain": "cluster.local", "serviceSubnet": "10.96.0.0/12"},
+        "networking": {"dnsDomain": DNS_DOMAIN, "serviceSubnet": SERVICE_SUBNET},
         "proxy": {},
         "scheduler": {},
     }
@@ -96,7 +123,7 @@ def join_defaults(node_name: str | None = None) -> list[dict[str, Any]]:
     """JoinConfiguration, as `kubeadm config print join-defaults` (the node name is this host's)."""
     return [{
         "apiVersion": KUBEADM_V1BETA4,
-        "caCertPath": "/etc/kubernetes/pki/ca.crt",
+        "caCertPath": CA_CERT_PATH,
         "discovery": {"bootstrapToken": {"apiServerEndpoint": "kube-apiserver:6443", "token": PLACEHOLDER_TOKEN,
                                          "unsafeSkipCAVerification": True},
                       "tlsBootstrapToken": PLACEHOLDER_TOKEN},
