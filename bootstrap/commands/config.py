@@ -1,13 +1,21 @@
-"""`kbootstrap config`: kubeadm's `config images list`, `config print` and `config validate`, offline."""
+"""`kbootstrap config`: kubeadm's `config images list`, `config print`, `config validate` and
+`config migrate`, offline."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import click
 
-from bootstrap.errors import UsageError
+from bootstrap.commands.common import err
+from bootstrap.errors import ConfigError, UsageError
+from bootstrap.join.tokens import generate_token
+from bootstrap.lab.state import write_atomic
 from bootstrap.render.apiobjects.common import go_yaml
 from bootstrap.render.kubeadm_defaults import (
     PLACEHOLDER_ADDRESS,
@@ -17,7 +25,18 @@ from bootstrap.render.kubeadm_defaults import (
     init_defaults,
     join_defaults,
 )
-from bootstrap.spec.load import build_spec, validity_warnings
+from bootstrap.render.kubeadm_migrate import (
+    COMPONENT_CONFIG_GVKS,
+    KNOWN_CRI_SOCKETS,
+    MIGRATE_MIN_MINOR,
+    Host,
+    file_kubernetes_version,
+    migrate,
+    parse_documents,
+    reader_view,
+)
+from bootstrap.spec.kubeadm_config import check_api_versions
+from bootstrap.spec.load import build_spec, default_advertise_address, validity_warnings
 from bootstrap.spec.model import ClusterSpec
 from bootstrap.versions import DEFAULT_KUBERNETES_VERSION, KubeVersion, resolve_version
 
@@ -28,7 +47,7 @@ COMPONENT_CONFIGS = ("KubeProxyConfiguration", "KubeletConfiguration")
 
 @click.group("config")
 def config() -> None:
-    """kubeadm's configuration commands: the images a release uses, its defaults, a file checked.
+    """kubeadm's configuration commands: the images a release uses, its defaults, a file checked or migrated.
 
     Offline: version labels (stable, stable-1.37) resolve from kbootstrap's release table, never
     from dl.k8s.io.
@@ -141,3 +160,97 @@ def validate_config(config_path: str) -> None:
     for line in validity_warnings(spec):
         click.echo(f"warning: {line}", err=True)
     click.echo("ok")
+
+
+@config.command("migrate")
+@click.option("--old-config", "old_config", type=click.Path(dir_okay=False), required=True,
+              help="Path to the kubeadm config file that uses an old API version (or an old version's defaults).")
+@click.option("--new-config", "new_config", type=click.Path(dir_okay=False),
+              help="Write the result to this file (atomically) instead of stdout.")
+@click.option("--allow-experimental-api", is_flag=True, help="Read kubeadm.k8s.io/v1 (kubeadm v1.37 and newer).")
+@click.option("--kubernetes-version", default=None,
+              help="The release whose kubeadm to follow; default: the file's kubernetesVersion, else "
+                   f"{DEFAULT_KUBERNETES_VERSION}.")
+def migrate_config(old_config: str, new_config: str | None, allow_experimental_api: bool,
+                   kubernetes_version: str | None) -> None:
+    """What `kubeadm config migrate` of the release prints: the file's kubeadm documents re-defaulted,
+    converted and validated, as full kubeadm.k8s.io/v1beta4 documents.
+
+    As kubeadm, values the file leaves out come from this machine: the node name (hostname), the
+    advertise address (default route), the CRI socket (detected), a new bootstrap token.
+    KubeletConfiguration and KubeProxyConfiguration are checked, not carried over.
+    """
+    try:
+        text = Path(old_config).read_text()
+    except OSError as exc:
+        raise ConfigError("--old-config", f"cannot read {old_config}: {exc.strerror}") from None
+    docs = parse_documents(text, old_config)
+    release = _migrate_release(kubernetes_version, file_kubernetes_version(docs))
+    if release.minor < MIGRATE_MIN_MINOR:
+        raise UsageError(f"kbootstrap follows kubeadm v1.{MIGRATE_MIN_MINOR} and newer's config migrate; {release} "
+                         f"is older", hint=f"pass --kubernetes-version v1.{MIGRATE_MIN_MINOR}.x (its kubeadm "
+                         f"migrates clusters of v1.{MIGRATE_MIN_MINOR - 1} too)")
+    check_api_versions(old_config, release.minor)
+    result = migrate(docs, release, _this_host(), allow_experimental=allow_experimental_api)
+    warnings = _check_with_our_reader(result.documents, docs) + result.warnings
+    out = "---\n".join(go_yaml(d) for d in result.documents)
+    if new_config:
+        _write_new_config(Path(new_config), out)
+    else:
+        click.echo(out, nl=False)
+    for line in warnings:
+        err(f"warning: {line}")
+
+
+def _migrate_release(flag: str | None, in_file: str | None) -> KubeVersion:
+    """The kubeadm release to follow: the flag's, else the cluster's version, else our newest."""
+    if flag:
+        return KubeVersion.parse(resolve_version(flag, "--kubernetes-version"), "--kubernetes-version")
+    if in_file:
+        where = "ClusterConfiguration.kubernetesVersion"
+        return KubeVersion.parse(resolve_version(in_file, where), where)
+    return KubeVersion.parse(DEFAULT_KUBERNETES_VERSION)
+
+
+def _this_host() -> Host:
+    """The machine facts kubeadm's dynamic defaults read, looked up only when a value is missing."""
+
+    def address() -> str | None:
+        try:
+            return default_advertise_address()
+        except ConfigError:
+            return None
+
+    def answers(endpoint: str) -> bool:  # kubeadm's isExistingSocket: a socket that accepts a connection
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            try:
+                s.connect(endpoint.removeprefix("unix://"))
+            except OSError:
+                return False
+        return True
+
+    return Host(hostname=socket.gethostname, default_address=address,
+                cri_sockets=lambda: [e for e in KNOWN_CRI_SOCKETS if answers(e)],
+                new_token=lambda: str(generate_token()), file_exists=os.path.exists)
+
+
+def _check_with_our_reader(migrated: list[dict[str, Any]], old: list[Any]) -> list[str]:
+    """The migrated Init/Cluster documents (and the file's component configs) must pass kbootstrap's
+    own reader, the rules `config validate` applies; its certificate validity warnings are kubeadm's."""
+    docs = [reader_view(d) for d in migrated if d["kind"] in ("InitConfiguration", "ClusterConfiguration")]
+    if not docs:
+        return []
+    docs += [d for d in old if isinstance(d, dict) and (d.get("apiVersion"), d.get("kind")) in COMPONENT_CONFIG_GVKS]
+    with tempfile.TemporaryDirectory(prefix="kbootstrap-migrate-") as tmp:
+        path = Path(tmp) / "migrated.yaml"
+        path.write_text("---\n".join(go_yaml(d) for d in docs))
+        spec = build_spec({}, str(path), defaults=dict(_NO_NODE))
+    return validity_warnings(spec)
+
+
+def _write_new_config(path: Path, text: str) -> None:
+    if path.is_dir():
+        raise UsageError(f"--new-config {path}: is a directory", hint="name a file")
+    if not path.parent.is_dir():
+        raise UsageError(f"--new-config {path}: directory {path.parent} does not exist", hint="create it first")
+    write_atomic(path, text, 0o644)  # kubeadm writes 0644; readers never see half a file

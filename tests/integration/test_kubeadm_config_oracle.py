@@ -1,4 +1,5 @@
-"""The real kubeadm of every release we build judges `kbootstrap config`: images list, print, validate.
+"""The real kubeadm of every release we build judges `kbootstrap config`: images list, print, validate,
+migrate.
 
 Each release's own kubeadm binary (built by `make components` from k8s.io/kubernetes@RELEASE) and
 kbootstrap run on the same inputs; their outputs must be identical, byte for byte, or (validate)
@@ -10,6 +11,7 @@ dl.k8s.io cannot leave the machine. kubeadm's commands that write run in lab mac
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -186,3 +188,256 @@ def test_declared_stricter_checks(release: str, case: str, tmp_path: Path) -> No
     assert kubeadm(kubeadm_of(release), "config", "validate", "--config", path).returncode == 0
     ours = kbootstrap("config", "validate", "--config", path)
     assert ours.returncode == 2 and ours.stderr.count("\n") == 1
+
+
+# ---- config migrate ----------------------------------------------------------------------------
+# Host-dependent values: kubeadm fills a missing node name (hostname), CRI socket (detected), token
+# (random) and advertise address (the default route's) from the machine. Both run on this host, so
+# the hostname and the socket detection agree; the cases give tokens and addresses explicitly, except
+# HOST_DEFAULTS, compared with the token and the advertise address normalized: the token is random,
+# and kubeadm runs without a network (no default route: it falls back to 0.0.0.0) while kbootstrap
+# sees this host's.
+INIT_V1BETA3 = """\
+apiVersion: kubeadm.k8s.io/v1beta3
+kind: InitConfiguration
+bootstrapTokens:
+- token: abcdef.0123456789abcdef
+  ttl: 90m
+  description: the first
+localAPIEndpoint:
+  advertiseAddress: 192.0.2.10
+nodeRegistration:
+  name: CP1
+  criSocket: unix:///run/containerd/containerd.sock
+  kubeletExtraArgs:
+    v: "2"
+    max-pods: "50"
+"""
+CLUSTER_V1BETA3 = """\
+apiVersion: kubeadm.k8s.io/v1beta3
+kind: ClusterConfiguration
+kubernetesVersion: {version}
+controlPlaneEndpoint: lb.example.test
+apiServer:
+  timeoutForControlPlane: 7m30s
+  certSANs: [API.Example.TEST, 10.0.0.1]
+  extraArgs:
+    profiling: "false"
+    audit-log-maxage: "30"
+controllerManager:
+  extraArgs:
+    node-cidr-mask-size: "24"
+    bind-address: 0.0.0.0
+etcd:
+  local:
+    extraArgs:
+      snapshot-count: "5000"
+      election-timeout: "1500"
+networking:
+  podSubnet: 10.244.0.0/16
+"""
+INIT_V1BETA4 = """\
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+bootstrapTokens: [{token: abcdef.0123456789abcdef}]
+localAPIEndpoint: {advertiseAddress: 192.0.2.10}
+nodeRegistration: {name: cp1, criSocket: unix:///run/containerd/containerd.sock}
+"""
+JOIN_V1BETA4 = """\
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: JoinConfiguration
+discovery:
+  bootstrapToken:
+    token: abcdef.0123456789abcdef
+    apiServerEndpoint: 192.0.2.10:6443
+    caCertHashes: [sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef]
+nodeRegistration:
+  name: cp2
+  criSocket: /run/containerd/containerd.sock
+  kubeletExtraArgs: [{name: node-ip, value: 192.0.2.11}]
+controlPlane:
+  localAPIEndpoint: {advertiseAddress: 192.0.2.11, bindPort: 7443}
+  certificateKey: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+timeouts:
+  discovery: 2m
+"""
+MIGRATE = {
+    # extraArgs maps become sorted name/value lists; timeoutForControlPlane moves to the Init (and
+    # Join) timeouts; v1.37 refuses the file.
+    "v1beta3-init-cluster": INIT_V1BETA3 + "---\n" + CLUSTER_V1BETA3,
+    # Mixed versions: the v1beta3 Cluster's timeout reaches the v1beta4 Init and Join (v1.35/v1.36).
+    "v1beta3-cluster-v1beta4-init-join": CLUSTER_V1BETA3 + "---\n" + INIT_V1BETA4 + "---\n" + JOIN_V1BETA4,
+    "v1beta3-join": """\
+apiVersion: kubeadm.k8s.io/v1beta3
+kind: JoinConfiguration
+discovery:
+  timeout: 3m
+  file: {kubeConfigPath: "file:///etc/hostname"}
+  tlsBootstrapToken: abcdef.0123456789abcdef
+nodeRegistration: {name: w1, criSocket: "unix:///run/containerd/containerd.sock", taints: []}
+""",
+    # Re-defaulted: every default printed; on v1.35/v1.36 controlPlaneComponentHealthCheck becomes 0s
+    # (their migrate mutator), v1.37 keeps the file's value.
+    "v1beta4-redefaulted": """\
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+bootstrapTokens:
+- token: abcdef.0123456789abcdef
+- token: bbbbbb.0123456789abcdef
+  ttl: 1.5h
+  usages: [authentication, signing]
+localAPIEndpoint: {advertiseAddress: 192.0.2.10, bindPort: 7443}
+nodeRegistration:
+  criSocket: unix:///run/containerd/containerd.sock
+  name: cp1
+  taints: []
+  kubeletExtraArgs: [{name: v, value: "2"}, {name: a, value: "1"}, {name: v, value: "3"}]
+timeouts: {controlPlaneComponentHealthCheck: 10m, tlsBootstrap: 90s}
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+kubernetesVersion: {version}
+controlPlaneEndpoint: lb.example.test
+apiServer:
+  extraArgs: [{name: profiling, value: "false"}]
+  extraEnvs:
+  - name: NODE
+    valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+etcd:
+  external:
+    endpoints: [https://192.0.2.1:2379]
+    caFile: /etc/etcd/ca.crt
+    certFile: /etc/etcd/client.crt
+    keyFile: /etc/etcd/client.key
+dns: {disabled: true}
+---
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+maxPods: 50
+""",
+    "v1beta4-join": JOIN_V1BETA4,
+    # v1.35 skips the UpgradeConfiguration, v1.36 fails on it, v1.37 migrates it.
+    "reset-upgrade": """\
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ResetConfiguration
+criSocket: /run/containerd/containerd.sock
+unmountFlags: [MNT_DETACH]
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: UpgradeConfiguration
+apply: {forceUpgrade: false, patches: {directory: /etc/kubernetes/patches}}
+diff: {contextLines: 3}
+""",
+    "host-defaults": "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: {version}\n",
+}
+HOST_DEFAULTS = {"host-defaults"}
+# The releases whose kubeadm migrates each case (the others refuse it).
+MIGRATED_BY = {
+    "v1beta3-init-cluster": {35, 36},
+    "v1beta3-cluster-v1beta4-init-join": {35, 36},
+    "v1beta3-join": {35, 36},
+    "v1beta4-redefaulted": {35, 36, 37},
+    "v1beta4-join": {35, 36, 37},
+    "reset-upgrade": {35, 37},
+    "host-defaults": {35, 36, 37},
+}
+# Refused by every release's kubeadm, and by kbootstrap with one line.
+MIGRATE_BAD = {
+    "unknown-field": "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: {version}\n"
+                     "apiServer: {timeoutForControlPlane: 4m}\n",
+    "join-without-discovery": "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\n"
+                              "nodeRegistration: {name: w1, criSocket: unix:///run/containerd/containerd.sock}\n",
+    "extra-args-map-in-v1beta4": "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n"
+                                 "kubernetesVersion: {version}\napiServer: {extraArgs: {v: \"2\"}}\n",
+    "groups-without-authentication": "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n"
+                                     "bootstrapTokens: [{token: abcdef.0123456789abcdef, usages: [signing]}]\n"
+                                     "localAPIEndpoint: {advertiseAddress: 192.0.2.10}\n"
+                                     "nodeRegistration: {name: cp1, criSocket: unix:///run/containerd/containerd.sock}\n",
+    "unquoted-number-in-map": "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\n"
+                              "kubernetesVersion: {version}\napiServer: {extraArgs: {v: 2}}\n",
+    "kbootstrap-document": "apiVersion: kbootstrap.io/v1alpha1\nkind: BootstrapConfiguration\netcdMode: host\n",
+}
+_TOKEN = re.compile(r"token: [a-z0-9]{6}\.[a-z0-9]{16}")
+_ADDRESS = re.compile(r"advertiseAddress: \S+")
+
+
+def migrate_file(tmp_path: Path, case: str, template: str, release: str) -> str:
+    """As config_file, with {version} substituted literally (these templates use YAML's {flow} maps)."""
+    path = tmp_path / f"{case}.yaml"
+    path.write_text(template.replace("{version}", release))
+    return str(path)
+
+
+def migrate_both(release: str, path: str, *flags: str) -> tuple[subprocess.CompletedProcess[str],
+                                                                 subprocess.CompletedProcess[str]]:
+    """kubeadm and kbootstrap on the same file; kbootstrap is told the release (kubeadm is that
+    release), which it otherwise takes from the file's kubernetesVersion."""
+    theirs = kubeadm(kubeadm_of(release), "config", "migrate", "--old-config", path, *flags)
+    ours = kbootstrap("config", "migrate", "--old-config", path, *flags, "--kubernetes-version", release)
+    return theirs, ours
+
+
+def one_line_refusal(ours: subprocess.CompletedProcess[str]) -> None:
+    assert ours.returncode == 2, ours.stderr
+    assert ours.stdout == "" and "Traceback" not in ours.stderr
+    assert [ln for ln in ours.stderr.splitlines() if ln.startswith("error: ")] == ours.stderr.splitlines()[-1:]
+
+
+@pytest.mark.parametrize("case", sorted(MIGRATE))
+@pytest.mark.parametrize("release", RELEASE_NAMES)
+def test_migrate_gives_what_kubeadm_gives(release: str, case: str, tmp_path: Path) -> None:
+    path = migrate_file(tmp_path, case, MIGRATE[case], release)
+    theirs, ours = migrate_both(release, path)
+    minor = int(release.split(".")[1])
+    assert (theirs.returncode == 0) == (minor in MIGRATED_BY[case]), f"kubeadm {release}: {theirs.stderr}"
+    if theirs.returncode:
+        one_line_refusal(ours)
+        if "old API spec" in theirs.stderr:  # v1.37 and v1beta3: the same refusal, pointing to migrate
+            assert 'old API spec: "kubeadm.k8s.io/v1beta3"' in ours.stderr and "config migrate" in ours.stderr
+        return
+    assert ours.returncode == 0, ours.stderr
+    want, got = theirs.stdout, ours.stdout
+    if case in HOST_DEFAULTS:
+        want, got = (_ADDRESS.sub("advertiseAddress: ADDRESS", _TOKEN.sub("token: TOKEN", t)) for t in (want, got))
+    assert got == want
+
+
+@pytest.mark.parametrize("case", sorted(MIGRATE_BAD))
+@pytest.mark.parametrize("release", RELEASE_NAMES)
+def test_migrate_refuses_what_kubeadm_refuses(release: str, case: str, tmp_path: Path) -> None:
+    path = migrate_file(tmp_path, case, MIGRATE_BAD[case], release)
+    theirs, ours = migrate_both(release, path)
+    assert theirs.returncode != 0, theirs.stdout
+    one_line_refusal(ours)
+
+
+@pytest.mark.parametrize("release", RELEASE_NAMES)
+def test_migrate_experimental_api(release: str, tmp_path: Path) -> None:
+    """kubeadm.k8s.io/v1: unknown before v1.37; from v1.37 read with --allow-experimental-api only,
+    its mergeMethod validated and dropped (the output is v1beta4)."""
+    text = MIGRATE["v1beta4-redefaulted"].replace("kubeadm.k8s.io/v1beta4", "kubeadm.k8s.io/v1").replace(
+        '{name: profiling, value: "false"}', '{name: profiling, value: "false", mergeMethod: append}')
+    path = migrate_file(tmp_path, "v1", text, release)
+    theirs, ours = migrate_both(release, path)
+    assert theirs.returncode != 0
+    one_line_refusal(ours)
+    theirs, ours = migrate_both(release, path, "--allow-experimental-api")
+    if release.startswith("v1.37."):
+        assert theirs.returncode == 0 and ours.returncode == 0, theirs.stderr + ours.stderr
+        assert ours.stdout == theirs.stdout and "mergeMethod" not in ours.stdout
+    else:
+        assert theirs.returncode != 0
+        one_line_refusal(ours)
+
+
+@pytest.mark.parametrize("release", RELEASE_NAMES)
+def test_migrate_new_config_is_the_file_kubeadm_writes(release: str, tmp_path: Path) -> None:
+    path = migrate_file(tmp_path, "join", MIGRATE["v1beta4-join"], release)
+    theirs = kubeadm(kubeadm_of(release), "config", "migrate", "--old-config", path, "--new-config",
+                     str(tmp_path / "theirs.yaml"))
+    ours = kbootstrap("config", "migrate", "--old-config", path, "--new-config", str(tmp_path / "ours.yaml"),
+                      "--kubernetes-version", release)
+    assert theirs.returncode == 0 and ours.returncode == 0, theirs.stderr + ours.stderr
+    assert theirs.stdout == ours.stdout == ""  # written, not printed
+    assert (tmp_path / "ours.yaml").read_text() == (tmp_path / "theirs.yaml").read_text() != ""
+    assert (tmp_path / "ours.yaml").stat().st_mode & 0o777 == 0o644
