@@ -72,8 +72,8 @@ def run(ctx: RunContext) -> None:
         ctx.skip(uploadcerts.KUBEADM_CERTS, "not asked for: pass --upload-certs (kubeadm's default is off)")
         return
     wanted = uploadcerts.files_to_upload(ctx.spec)
-    found = ctx.target.read_many(list(wanted))
-    files = {name: (s.content if (s := found[path]) is not None else None) for path, name in wanted.items()}
+    found = ctx.target.read_many(list(dict.fromkeys(wanted.values())))
+    files = {name: (s.content if (s := found[path]) is not None else None) for name, path in wanted.items()}
     if files.get("ca.key") is None:
         raise PhaseError(f"no {ctx.spec.cert_dir}/ca.key on {ctx.name}: nothing to upload",
                          hint="run the certs phase first (upload-certs needs the CA keys on the control plane)")

@@ -132,7 +132,7 @@ def check_rerun(running: RunningCluster, spec: ClusterSpec, where: str) -> None:
 
 def _check_version(running: str, target: str, where: str) -> None:
     have, want = KubeVersion.parse(running), KubeVersion.parse(target)
-    keep = f"rerun with --kubernetes-version {running} (or kubernetesVersion: {running})"
+    keep = f"rerun with --kubernetes-version {running} or kubernetesVersion: {running} in the file"
     if (want.minor, want.patch) < (have.minor, have.patch):
         raise UsageError(f"kubernetesVersion {target} would downgrade the cluster on {where}, which runs {running}",
                          hint=f"kubeadm and kbootstrap never downgrade; {keep}")

@@ -178,8 +178,12 @@ def test_kubeadm_certs_secret() -> None:
     assert role["rules"][0]["resourceNames"] == ["kubeadm-certs"] and role["rules"][0]["resources"] == ["secrets"]
     assert binding["subjects"] == [{"kind": "Group", "name": "system:bootstrappers:kubeadm:default-node-token"}]
     ext = spec(etcd_local=None, etcd_external=ExternalEtcd(endpoints=("https://e:2379",), ca_file="/x/ca.pem"))
-    assert set(uploadcerts.files_to_upload(ext).values()) >= {"external-etcd-ca.crt"}
-    assert "etcd-ca.key" not in uploadcerts.files_to_upload(ext).values()
+    assert set(uploadcerts.files_to_upload(ext)) >= {"external-etcd-ca.crt"}
+    assert "etcd-ca.key" not in uploadcerts.files_to_upload(ext)
+    # etcd in host mode is external to kubeadm: its join reads external-etcd-*; kbootstrap's the etcd CA.
+    host = uploadcerts.files_to_upload(spec(etcd_mode="host"))
+    assert host["external-etcd-ca.crt"] == host["etcd-ca.crt"] == "/etc/kubernetes/pki/etcd/ca.crt"
+    assert host["external-etcd.key"] == "/etc/kubernetes/pki/apiserver-etcd-client.key" and "etcd-ca.key" in host
 
 
 # ---- mark-control-plane -----------------------------------------------------------------------------

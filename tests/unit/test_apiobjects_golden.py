@@ -82,7 +82,7 @@ def test_upload_certs(version: str, case: str) -> None:
 
     # kubeadm read placeholder files (capture.sh) from the spec's cert dir.
     paths = uploadcerts.files_to_upload(spec)
-    files = {name: f"placeholder for {path.removeprefix(spec.cert_dir + '/')}\n".encode() for path, name in paths.items()}
+    files = {name: f"placeholder for {path.removeprefix(spec.cert_dir + '/')}\n".encode() for name, path in paths.items()}
     ours = uploadcerts.kubeadm_certs_objects(files, key, owner_token=token, owner_uid="")  # dry-run: no UID
     assert names(ours) == names([certs_secret, role, binding])
     assert ours[1:] == [role, binding]

@@ -31,7 +31,7 @@ from bootstrap.render.apiobjects.common import (
     group,
     role_binding,
 )
-from bootstrap.spec.model import ClusterSpec
+from bootstrap.spec.model import ClusterSpec, EtcdMode
 
 KUBEADM_CERTS = copycerts.SECRET_NAME
 KUBEADM_CERTS_ROLE = f"kubeadm:{KUBEADM_CERTS}"
@@ -43,8 +43,22 @@ def upload_certs_token(token: Token, now: datetime) -> KubeObject:
 
 
 def files_to_upload(spec: ClusterSpec) -> dict[str, str]:
-    """Absolute path on this control plane -> Secret key (kubeadm certsToTransfer): the files to read."""
-    return copycerts.files_to_transfer(spec)
+    """Secret key -> absolute path on this control plane (kubeadm certsToTransfer): the files to read.
+    etcd in host mode is an external etcd to kubeadm (kubeadm-config says so): its join then reads
+    the external-etcd-* keys, so they go in as well, beside the etcd CA kbootstrap's own join uses."""
+    out = {key: path for path, key in copycerts.files_to_transfer(spec).items()}
+    for key, path in host_etcd_as_external(spec).items():
+        out.setdefault(key, path)
+    return out
+
+
+def host_etcd_as_external(spec: ClusterSpec) -> dict[str, str]:
+    """The external-etcd-* Secret keys and their files, for etcd in host mode ({} otherwise)."""
+    if spec.etcd_mode != EtcdMode.HOST or spec.etcd_external is not None:
+        return {}
+    pki = spec.cert_dir.rstrip("/")
+    return {"external-etcd-ca.crt": f"{pki}/etcd/ca.crt", "external-etcd.crt": f"{pki}/apiserver-etcd-client.crt",
+            "external-etcd.key": f"{pki}/apiserver-etcd-client.key"}
 
 
 def kubeadm_certs_secret(files: Mapping[str, bytes | None], certificate_key: bytes, *, owner_token: Token,

@@ -30,7 +30,8 @@ from bootstrap.render.apiobjects.common import (
     minor,
     role_binding,
 )
-from bootstrap.spec.model import Arg, ClusterSpec, Component, EnvVar, HostPathMount
+from bootstrap.render.podspec import ETCD_CLIENT_PORT, join_host_port
+from bootstrap.spec.model import Arg, ClusterSpec, Component, EnvVar, EtcdMode, HostPathMount
 
 KUBEADM_CONFIG = "kubeadm-config"
 CLUSTER_CONFIGURATION_KEY = "ClusterConfiguration"
@@ -91,6 +92,15 @@ def _etcd(spec: ClusterSpec, v1beta4: bool) -> dict[str, Any]:
     local = spec.etcd_local
     if local is None:
         return {}
+    if spec.etcd_mode == EtcdMode.HOST:
+        # kubeadm runs no etcd of its own here: to kubeadm (join --control-plane, upgrade) it is an
+        # external etcd of these members, as Kubespray's kubeadm config says for its host etcd.
+        members = [m.peer_url.rsplit(":", 1)[0] + f":{ETCD_CLIENT_PORT}" for m in spec.etcd_members] or [
+            f"https://{join_host_port(spec.advertise_address, ETCD_CLIENT_PORT)}"]
+        pki = spec.cert_dir.rstrip("/")
+        return {"external": {"endpoints": members, "caFile": f"{pki}/etcd/ca.crt",
+                             "certFile": f"{pki}/apiserver-etcd-client.crt",
+                             "keyFile": f"{pki}/apiserver-etcd-client.key"}}
     doc: dict[str, Any] = {"dataDir": local.data_dir}
     if local.image_repository:
         doc["imageRepository"] = local.image_repository
