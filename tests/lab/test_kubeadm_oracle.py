@@ -21,6 +21,8 @@ With `--hardening kubeadm` there is no declared difference: any difference fails
 from __future__ import annotations
 
 import base64
+import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -412,3 +414,25 @@ def test_cis_profile_differs_from_kubeadm_by_the_declared_list_only(machine: tup
     like_the_machine(lab, name, tmp_path / "kbootstrap")
     ours = tree_facts(kbootstrap_tree(release, "defaults", tmp_path / "kbootstrap", tmp_path, hardening="cis"))
     assert differences(theirs, ours) == DECLARED | {("*.crt", "mode 0644 -> 0600")}
+
+
+# ---- the API objects: kubeadm's --dry-run of every API phase, captured fresh for each release ------
+@pytest.mark.parametrize("release", RELEASE_NAMES)
+def test_api_objects_match_the_real_kubeadm(machine: tuple[LabState, str], release: str, tmp_path: Path) -> None:
+    """capture.py (tests/golden/apiobjects) runs this release's kubeadm in the lab machine, every API
+    phase with --dry-run, for the fixtures' two configs; then the fixture tests
+    (tests/unit/test_apiobjects_golden.py) judge kbootstrap's objects against that fresh output."""
+    lab, name = machine
+    sys.path.insert(0, str(REPO / "tests" / "golden" / "apiobjects"))
+    try:
+        from capture import capture  # type: ignore[import-not-found]
+    finally:
+        sys.path.pop(0)
+    capture(lab.name, name, release, tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "tests/unit/test_apiobjects_golden.py"], capture_output=True, text=True, cwd=REPO,
+                          timeout=600, env={**os.environ, "KBOOTSTRAP_APIOBJECTS_DIR": str(tmp_path),
+                                            "KBOOTSTRAP_APIOBJECTS_VERSIONS": release})
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert re.search(r"\b(1[0-9]|[2-9][0-9]) passed", summary) and "skipped" not in summary, summary

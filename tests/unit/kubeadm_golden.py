@@ -3,6 +3,7 @@ and the ClusterSpecs that match the two configs they were made from."""
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,8 +27,10 @@ from bootstrap.spec.model import (
     Taint,
 )
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "apiobjects"
-VERSIONS = ("v1.37.2", "v1.36.3")
+# The fixtures kept in the repo; the lab oracle (tests/lab/test_kubeadm_oracle.py) points these at
+# a fresh capture by the real kubeadm of each release instead.
+GOLDEN = Path(os.environ.get("KBOOTSTRAP_APIOBJECTS_DIR") or Path(__file__).resolve().parents[1] / "golden" / "apiobjects")
+VERSIONS = tuple(os.environ.get("KBOOTSTRAP_APIOBJECTS_VERSIONS", "v1.37.2,v1.36.3").split(","))
 CASES = ("basic", "custom")
 CERTIFICATE_KEYS = {"basic": "0123456789abcdef" * 4, "custom": "fedcba9876543210" * 4}
 # configs/custom.yaml's KubeProxyConfiguration document.

@@ -47,7 +47,8 @@ def machine_root(lab: str, machine: str) -> Path:
     return lab_state.machine(machine).dir(lab) / "merged"
 
 
-def capture(lab: str, machine: str, version: str) -> None:
+def capture(lab: str, machine: str, version: str, out_root: Path = HERE) -> None:
+    """kubeadm VERSION's objects for every case, as fixtures under out_root/VERSION/CASE/."""
     kubeadm = COMPONENTS / version / "bin" / "kubeadm"
     if not kubeadm.exists():
         raise SystemExit(f"{kubeadm} is missing: build the components first (make components)")
@@ -67,7 +68,7 @@ def capture(lab: str, machine: str, version: str) -> None:
     today = datetime.now(UTC).strftime("%Y-%m-%d")
     for case in CASES:
         src = dest / "out" / version / case
-        out = HERE / version / case
+        out = out_root / version / case
         out.mkdir(parents=True, exist_ok=True)
         for name, command in COMMANDS.items():
             header = (
@@ -78,9 +79,9 @@ def capture(lab: str, machine: str, version: str) -> None:
             (out / f"{name}.txt").write_text(header + (src / f"{name}.txt").read_text())
         for ca in ("ca.crt", "show-join-command.ca.crt"):
             shutil.copy2(src / ca, out / ca)
-        print(f"wrote {out.relative_to(REPO)}")
+        print(f"wrote {out}")
     header = f"# kubeadm {version} (built from k8s.io/kubernetes@{version}), inside a lab machine, {today}:\n# kubeadm init --help\n"
-    (HERE / version / "init-help.txt").write_text(header + (dest / "out" / version / "init-help.txt").read_text())
+    (out_root / version / "init-help.txt").write_text(header + (dest / "out" / version / "init-help.txt").read_text())
 
 
 def main() -> None:
@@ -88,9 +89,10 @@ def main() -> None:
     parser.add_argument("--lab", required=True)
     parser.add_argument("--machine", default="cp1")
     parser.add_argument("--version", action="append", dest="versions")
+    parser.add_argument("--out", type=Path, default=HERE, help="where the fixtures go [default: beside this file]")
     args = parser.parse_args()
     for version in args.versions or ["v1.37.2", "v1.36.3"]:
-        capture(args.lab, args.machine, version)
+        capture(args.lab, args.machine, version, args.out)
 
 
 if __name__ == "__main__":
