@@ -154,9 +154,14 @@ def print_join_defaults(kubernetes_version: str) -> None:
 @config.command("validate")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), required=True,
               help="Path to a kubeadm configuration file.")
-def validate_config(config_path: str) -> None:
+@click.option("--kubernetes-version", help="The release whose kubeadm's rules apply when the file names none "
+              "(a Join-, Reset- or UpgradeConfiguration alone). [default: our newest release]")
+def validate_config(config_path: str, kubernetes_version: str | None) -> None:
     """Read a kubeadm configuration file and report any problem (exit 2 on one); `ok` when valid."""
-    spec = build_spec({}, config_path, defaults=dict(_NO_NODE))
+    defaults = dict(_NO_NODE)
+    if kubernetes_version:
+        defaults["kubernetes_version"] = (kubernetes_version, "--kubernetes-version")
+    spec = build_spec({}, config_path, defaults=defaults, purpose="validate")
     for line in validity_warnings(spec):
         click.echo(f"warning: {line}", err=True)
     click.echo("ok")

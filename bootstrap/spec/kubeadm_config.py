@@ -416,16 +416,28 @@ KUBEADM_V1 = "kubeadm.k8s.io/v1"
 V1BETA3_REFUSED_FROM = 37  # kubeadm v1.37 dropped v1beta3 (v1.36 read it with a deprecation warning)
 
 
+UPGRADE_VALIDATED_FROM = 36  # kubeadm v1.35's config validate does not decode an UpgradeConfiguration
+
+
 def check_api_versions(path: str, minor: int) -> None:
-    """kubeadm's per-release rule on the config API: v1beta3 is refused from v1.37 on."""
+    """kubeadm's per-release rules on the config file: v1beta3 is refused from v1.37 on; an
+    UpgradeConfiguration is validated from v1.36 on."""
+    if minor >= UPGRADE_VALIDATED_FROM:
+        for doc in _documents(path):
+            if isinstance(doc, dict) and doc.get("kind") == "UpgradeConfiguration" and (
+                    doc.get("apiVersion") == KUBEADM_V1BETA4):
+                try:
+                    UpgradeConfigurationV1beta4.model_validate(doc)
+                except ValidationError as exc:
+                    raise ConfigError(f"UpgradeConfiguration.{_loc(exc)}", _why(exc)) from None
     if minor < V1BETA3_REFUSED_FROM:
         return
     for doc in _documents(path):
         if isinstance(doc, dict) and doc.get("apiVersion") == KUBEADM_V1BETA3:
             raise ConfigError(
                 path, f'uses an old API spec: "{KUBEADM_V1BETA3}" (kind: "{doc.get("kind")}"), which kubeadm '
-                f"v1.{minor} no longer reads", hint="write it as kubeadm.k8s.io/v1beta4 (kubeadm v1.36's "
-                "`kubeadm config migrate --old-config FILE` does)")
+                f"v1.{minor} no longer reads", hint="write it as kubeadm.k8s.io/v1beta4: `kbootstrap config migrate "
+                "--old-config FILE --kubernetes-version v1.36.3` does, as kubeadm v1.36's migrate")
 
 
 def _documents(path: str) -> list[Any]:
@@ -485,6 +497,8 @@ def load_config_file(path: str, purpose: str = "init") -> Values:
                 f"unknown apiVersion/kind {api_version or '<none>'}/{kind or '<none>'}",
                 hint=f"known: {known}",
             )
+        if model is UpgradeConfigurationV1beta4:
+            continue  # validated per release by check_api_versions, once the release is known
         try:
             parsed = model.model_validate(doc)
         except ValidationError as exc:
@@ -714,5 +728,4 @@ _CONVERTERS = {
     JoinConfigurationV1beta4: _join,
     JoinConfigurationV1beta3: _join,
     ResetConfigurationV1beta4: _validated_only,  # reset_options reads it
-    UpgradeConfigurationV1beta4: _validated_only,  # for kbootstrap upgrade (the [day-2] issue)
 }
