@@ -71,6 +71,13 @@ class KubeVersion:
 # releases.py builds them, kubeadm's source of each was followed). kubeadm resolves `stable-1.37`
 # from dl.k8s.io; we never go online: the labels resolve from this table.
 NEWEST_PATCH: dict[int, str] = {35: "v1.35.4", 36: "v1.36.3", 37: "v1.37.2"}
+# kubeadm's features.InitFeatureGates per release (ValidateFeatureGates refuses any other name);
+# releases not listed are not checked.
+KUBEADM_FEATURE_GATES: dict[int, frozenset[str]] = {
+    35: frozenset({"PublicKeysECDSA", "RootlessControlPlane", "ControlPlaneKubeletLocalMode", "NodeLocalCRISocket"}),
+    36: frozenset({"PublicKeysECDSA", "RootlessControlPlane", "NodeLocalCRISocket"}),
+    37: frozenset({"RootlessControlPlane"}),
+}
 _LABEL_RE = re.compile(r"^(stable|latest)(?:-(\d+)(?:\.(\d+))?)?$")
 
 

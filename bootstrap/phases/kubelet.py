@@ -65,6 +65,12 @@ def run(ctx: RunContext, *, changed_before: tuple[str, ...] = ()) -> None:
     modes = _modes(ctx)
     written = ctx.ensure_files([(path, data, modes[path]) for path, data in rendered.files.items()])
     changed = [p for p, c in written.items() if c] + list(changed_before)
+    # A file kubeadm does not write for this release and these feature gates (instance-config.yaml
+    # without NodeLocalCRISocket) goes: the kubelet would still merge it into its config.
+    stale = k.KUBELET_INSTANCE_CONFIG_PATH
+    if stale not in rendered.files and ctx.state(stale) is not None:
+        ctx.remove(stale, "removed: kubeadm does not write it for this release and feature gates")
+        changed.append(stale)
     start(ctx, changed)
 
 

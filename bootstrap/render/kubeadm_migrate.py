@@ -44,7 +44,7 @@ from bootstrap.spec.kubeadm_config import (
     V1BETA3_REFUSED_FROM,
 )
 from bootstrap.spec.model import DEFAULT_CRI_SOCKET
-from bootstrap.versions import KubeVersion, resolve_version
+from bootstrap.versions import KUBEADM_FEATURE_GATES, KubeVersion, resolve_version
 
 MIGRATE_MIN_MINOR = 35  # the kubeadm releases whose migrate was followed and is checked
 V1_FROM = 37  # kubeadm.k8s.io/v1 (experimental) is known from v1.37
@@ -60,12 +60,7 @@ OLD_API_VERSIONS = {"v1alpha1": "v1.11", "v1alpha2": "v1.12", "v1alpha3": "v1.14
 # Known CRI endpoints in kubeadm's detection order (util/runtime defaultKnownCRISockets).
 KNOWN_CRI_SOCKETS = ("unix:///var/run/containerd/containerd.sock", "unix:///var/run/crio/crio.sock",
                      "unix:///var/run/cri-dockerd.sock")
-# features.InitFeatureGates of each release (ValidateFeatureGates refuses any other name).
-FEATURE_GATES = {
-    35: frozenset({"PublicKeysECDSA", "RootlessControlPlane", "ControlPlaneKubeletLocalMode", "NodeLocalCRISocket"}),
-    36: frozenset({"PublicKeysECDSA", "RootlessControlPlane", "NodeLocalCRISocket"}),
-    37: frozenset({"RootlessControlPlane"}),
-}
+FEATURE_GATES = KUBEADM_FEATURE_GATES
 UNMOUNT_FLAGS = frozenset({"MNT_FORCE", "MNT_DETACH", "MNT_EXPIRE", "UMOUNT_NOFOLLOW"})
 PULL_POLICIES = frozenset({"", "Always", "IfNotPresent", "Never"})
 _TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")

@@ -41,9 +41,12 @@ class KubeletFiles:
 
 
 def node_local_cri_socket(spec: ClusterSpec) -> bool:
-    """NodeLocalCRISocket: alpha v1.32 (off), beta v1.34 (on); a featureGates entry decides first."""
+    """NodeLocalCRISocket: alpha v1.32 (off), beta v1.34 (on), GA v1.36 (a false entry still honoured by
+    kubeadm's features.Enabled), no gate from v1.37 (always on); a featureGates entry decides first."""
     if not spec.version.at_least(32):
         return False
+    if spec.version.at_least(37):
+        return True
     return spec.feature_gates.get("NodeLocalCRISocket", spec.version.at_least(34))
 
 

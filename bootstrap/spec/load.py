@@ -28,7 +28,7 @@ from bootstrap.spec.model import (
     split_host_port,
 )
 from bootstrap.spec.patches import read_patches_dir
-from bootstrap.versions import DEFAULT_KUBERNETES_VERSION, KubeVersion, resolve_version
+from bootstrap.versions import DEFAULT_KUBERNETES_VERSION, KUBEADM_FEATURE_GATES, KubeVersion, resolve_version
 
 # CLI flag -> spec field path. Names are kubeadm's where kubeadm has the flag.
 FLAG_FIELDS: dict[str, str] = {
@@ -271,6 +271,11 @@ def problems(spec: ClusterSpec, origin: Any) -> list[ConfigError]:
     def bad(where: str, message: str, hint: str | None = None) -> None:
         out.append(ConfigError(where, message, hint=hint))
 
+    gates = KUBEADM_FEATURE_GATES.get(spec.version.minor)
+    for name in sorted(spec.feature_gates) if gates is not None else ():
+        if gates is not None and name not in gates:
+            bad(origin("feature_gates"), f"{name} is not a valid feature name in kubeadm v1.{spec.version.minor}",
+                hint=f"known: {', '.join(sorted(gates))}")
     if not is_ip(spec.advertise_address):
         bad(origin("advertise_address"), f"{spec.advertise_address!r} is not an IP address")
     elif ipaddress.ip_address(spec.advertise_address).is_unspecified:

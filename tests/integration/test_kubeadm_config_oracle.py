@@ -149,6 +149,9 @@ VALIDATE = {
     "bad-endpoint-port": CLUSTER + "controlPlaneEndpoint: lb.example.test:abc\n",
     "bad-node-name": "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nnodeRegistration:\n"
                      "  name: Bad_Name\n",
+    "feature-gate-unknown": CLUSTER + "featureGates:\n  Nonsense: true\n",
+    "feature-gate-node-local-cri-socket-off": CLUSTER + "featureGates:\n  NodeLocalCRISocket: false\n",
+    "feature-gate-rootless": CLUSTER + "featureGates:\n  RootlessControlPlane: false\n",
     # The other kinds kubeadm reads: each alone, and all of them in one file.
     "join": JOIN,
     "join-control-plane": JOIN + "controlPlane:\n  localAPIEndpoint: {{advertiseAddress: 10.0.0.12}}\n"

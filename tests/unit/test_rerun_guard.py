@@ -66,3 +66,20 @@ def test_the_etcd_unit_of_host_mode_is_read_back() -> None:
     spec = build_spec({"apiserver_advertise_address": "10.0.0.10", "node_name": "cp-1", "etcd_mode": "host"})
     unit = etcd_systemd_unit(spec).encode()
     assert _unit_flags(unit)["data-dir"] == "/var/lib/etcd"
+
+
+def test_a_file_kubeadm_does_not_write_for_the_release_and_gates_is_removed(tmp_path: Path) -> None:
+    """instance-config.yaml (NodeLocalCRISocket) goes when a rerun turns the gate off (v1.35: beta)."""
+    root = tmp_path / "root"
+    assert init(root, "--kubernetes-version", "v1.35.4").returncode == 0
+    instance = root / "var/lib/kubelet/instance-config.yaml"
+    assert instance.is_file()
+    config = tmp_path / "gates.yaml"
+    config.write_text("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.35.4\n"
+                      "networking: {podSubnet: 10.244.0.0/16}\nfeatureGates: {NodeLocalCRISocket: false}\n")
+    proc = subprocess.run([sys.executable, "-m", "bootstrap.cli", "init", "--rootfs", str(root), "--config",
+                           str(config), "--apiserver-advertise-address", "10.0.0.10", "--node-name", "cp-1"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not instance.exists() and "kubeadm does not write it" in proc.stdout
+    assert "--container-runtime-endpoint" in (root / "var/lib/kubelet/kubeadm-flags.env").read_text()
