@@ -17,8 +17,9 @@ from bootstrap.join.copycerts import parse_certificate_key
 from bootstrap.join.discovery import DEFAULT_TIMEOUT
 from bootstrap.join.node import JoinRequest, join_phases, plan_join
 from bootstrap.join.tokens import parse_token
-from bootstrap.spec.kubeadm_config import ignored_documents, join_request
+from bootstrap.spec.kubeadm_config import cluster_documents_values, ignored_documents, join_request
 from bootstrap.spec.load import build_spec
+from bootstrap.spec.model import ClusterSpec
 from bootstrap.transport.local import LocalTarget
 from bootstrap.workflow.join import join_fleet
 
@@ -126,7 +127,12 @@ def join(**params: Any) -> None:
     req = request_from(params)  # token, hash and key formats: before anything else
     spec = build_spec(params, config, purpose="join")
     target = LocalTarget(params.get("rootfs") or "/", name=spec.node.name)
-    plan = plan_join(req, spec, target)  # discovery and downloads; nothing written yet
+
+    def with_cluster(documents: list[str]) -> ClusterSpec:
+        cluster = cluster_documents_values(documents, "the cluster's kubeadm-config and kubelet-config")
+        return build_spec(params, config, purpose="join", defaults=cluster)
+
+    plan = plan_join(req, spec, target, with_cluster=with_cluster)  # discovery and downloads; nothing written yet
     ctx = RunContext(plan.spec, target, dry_run=bool(params.get("dry_run")))
     skip = set(split_list(params.get("skip_phases")))
     output = params.get("output", "text")

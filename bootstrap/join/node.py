@@ -100,6 +100,21 @@ def _file_available(target: Target, path: str, want: bytes | None) -> None:
         )
 
 
+KUBEADM_CONFIG = "kubeadm-config"
+KUBELET_CONFIG = "kubelet-config"
+
+
+def cluster_documents(client: APIClient) -> list[str]:
+    """The running cluster's ClusterConfiguration and KubeletConfiguration, as kubeadm join reads them
+    (the bootstrap RBAC lets a bootstrap token read both ConfigMaps)."""
+    kubeadm = client.get_configmap("kube-system", KUBEADM_CONFIG).get("data") or {}
+    kubelet = client.get_configmap("kube-system", KUBELET_CONFIG).get("data") or {}
+    if "ClusterConfiguration" not in kubeadm:
+        raise UsageError(f"the {KUBEADM_CONFIG} ConfigMap has no ClusterConfiguration",
+                         hint="the cluster was not made by kubeadm or kbootstrap (init phase upload-config)")
+    return [kubeadm["ClusterConfiguration"], *([kubelet["kubelet"]] if "kubelet" in kubelet else [])]
+
+
 def plan_join(
     req: JoinRequest,
     spec: ClusterSpec,
@@ -107,7 +122,10 @@ def plan_join(
     *,
     fetch: Fetch = fetch_cluster_info,
     api: Callable[[ClusterInfo, Token], APIClient] | None = None,
+    with_cluster: Callable[[list[str]], ClusterSpec] | None = None,
 ) -> JoinPlan:
+    """with_cluster: the node's spec made again from the cluster's own documents (kubeadm join's
+    ClusterConfiguration and KubeletConfiguration come from the cluster, not the file)."""
     check_request(req)
     _file_available(target, KUBELET_KUBECONFIG, None)
     tls_token = req.tls_bootstrap_token or req.discovery_token
@@ -141,6 +159,11 @@ def plan_join(
         assert tls_token is not None
         bootstrap = build_kubeconfig("kubernetes", info.server, info.ca_pem, TOKEN_USER, token=str(tls_token))
     _file_available(target, BOOTSTRAP_KUBECONFIG, bootstrap)
+    # File discovery into a --rootfs contacts nothing, and so renders from the local spec alone.
+    if with_cluster is not None and (target.live or not req.discovery_file):
+        client = (api or _token_client)(info, tls_token) if tls_token is not None else APIClient.from_kubeconfig(
+            bootstrap, "the discovery file")
+        spec = with_cluster(cluster_documents(client))
     cert_dir = spec.cert_dir.rstrip("/")
     plan = JoinPlan(spec, info, bootstrap, req.control_plane)
     if not req.control_plane:

@@ -406,10 +406,10 @@ _MODELS: dict[tuple[str, str], type[_Doc]] = {
 # Which documents a command reads; kubeadm validates the others and ignores them with a warning.
 INIT_KINDS = frozenset({"InitConfiguration", "ClusterConfiguration", "KubeletConfiguration",
                         "KubeProxyConfiguration", "BootstrapConfiguration"})
-# kbootstrap join also reads the cluster's documents: it does not yet take them from the kubeadm-config
-# ConfigMap as kubeadm does (docs/kubeadm-config.md).
-PURPOSE_KINDS = {"init": INIT_KINDS, "join": (INIT_KINDS - {"InitConfiguration"}) | {"JoinConfiguration"},
-                 "validate": INIT_KINDS, "reset": frozenset({"ResetConfiguration"})}
+# join takes the cluster's documents from the cluster (kubeadm-config, kubelet-config), as kubeadm does.
+PURPOSE_KINDS = {"init": INIT_KINDS, "join": frozenset({"JoinConfiguration", "BootstrapConfiguration"}),
+                 "validate": INIT_KINDS, "reset": frozenset({"ResetConfiguration"}),
+                 "cluster": frozenset({"ClusterConfiguration", "KubeletConfiguration"})}
 
 
 KUBEADM_V1 = "kubeadm.k8s.io/v1"
@@ -463,7 +463,22 @@ def ignored_documents(path: str, purpose: str) -> list[str]:
 def load_config_file(path: str, purpose: str = "init") -> Values:
     """Parse a multi-document kubeadm config file into spec values. Every document is validated; only
     those `purpose` (init, join, validate, reset) reads give values. Raises ConfigError."""
-    docs = _documents(path)
+    return load_documents(_documents(path), path, purpose)
+
+
+def cluster_documents_values(texts: list[str], where: str) -> Values:
+    """Spec values from a running cluster's own documents (kubeadm-config's ClusterConfiguration,
+    kubelet-config's KubeletConfiguration), as kubeadm join reads them. Raises ConfigError."""
+    docs: list[Any] = []
+    for text in texts:
+        try:
+            docs.extend(d for d in yaml.safe_load_all(text) if d is not None)
+        except yaml.YAMLError:
+            raise ConfigError(where, "not valid YAML") from None
+    return load_documents(docs, where, "cluster")
+
+
+def load_documents(docs: list[Any], path: str, purpose: str) -> Values:
     values: Values = {}
     seen: set[str] = set()
     wanted = PURPOSE_KINDS[purpose]

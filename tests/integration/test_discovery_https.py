@@ -138,6 +138,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cluster-info", "namespace": "kube-public"},
         "data": {"kubeconfig": kubeconfig, f"jws-kubeconfig-{TOKEN_ID}": jws(kubeconfig, TOKEN_ID, TOKEN_SECRET)},
     }
+    # What kubeadm join reads next with the bootstrap token: the cluster's own configuration.
+    for name, key, doc in (
+        ("kubeadm-config", "ClusterConfiguration", "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n"
+         "kubernetesVersion: v1.37.2\nnetworking: {serviceSubnet: 10.233.0.0/18, dnsDomain: corp.local}\n"),
+        ("kubelet-config", "kubelet", "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+         "clusterDNS: [10.233.0.10]\nclusterDomain: corp.local\n"),
+    ):
+        path = f"/api/v1/namespaces/kube-system/configmaps/{name}"
+        api.objects[path] = {"apiVersion": "v1", "kind": "ConfigMap",
+                             "metadata": {"name": name, "namespace": "kube-system"}, "data": {key: doc}}
+        api.need_bearer[path] = TOKEN
     try:
         yield {"endpoint": endpoint, "ca": ca, "ca_key": ca_key, "api": api, "kubeconfig": kubeconfig}
     finally:
@@ -174,6 +185,11 @@ def test_join_with_the_right_token_and_hash_writes_the_bootstrap_kubeconfig(clus
     cm_path = "/api/v1/namespaces/kube-public/configmaps/cluster-info"
     assert [r for r in cluster["api"].requests if r[0] == cm_path][-2:] == [(cm_path, None), (cm_path, None)]
     assert TOKEN_SECRET not in res.output
+    # The cluster's part of the node's config came from the cluster, read with the token.
+    kubelet = yaml.safe_load((root / "var/lib/kubelet/config.yaml").read_text())
+    assert (kubelet["clusterDNS"], kubelet["clusterDomain"]) == (["10.233.0.10"], "corp.local")
+    config_path = "/api/v1/namespaces/kube-system/configmaps/kubeadm-config"
+    assert (config_path, f"Bearer {TOKEN}") in cluster["api"].requests
     again = run_join(root, ep, "--token", TOKEN, "--discovery-token-ca-cert-hash", ca_hash(cluster["ca"]))
     assert again.exit_code == 0, again.output
     assert "nothing to do" in again.output

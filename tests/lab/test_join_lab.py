@@ -161,6 +161,13 @@ def test_init_on_the_grown_cluster_leaves_etcd_alone(grown: dict[str, Any]) -> N
     no_worker = inventory_copy(Path(lab.inventory_dir), grown["tmp"] / "cps-only", keep=cp)
     code, report, err = run_json("init", "-i", str(no_worker), "--pki-dir", str(grown["pki"]))
     assert code == 0, err
+    # The one change: kubeadm-config's etcd (host mode: an external etcd to kubeadm) now lists the
+    # members that joined; the join runs do not re-upload it. A second run changes nothing at all.
+    changed = {n: [c["item"] for p in h["phases"] for c in p["changes"] if c["status"] in ("created", "updated")]
+               for n, h in report["hosts"].items()}
+    assert changed == {**{n: [] for n in cp}, cp[0]: ["ConfigMap kube-system/kubeadm-config"]}, changed
+    code, report, err = run_json("init", "-i", str(no_worker), "--pki-dir", str(grown["pki"]))
+    assert code == 0, err
     assert {n: h["changed"] for n, h in report["hosts"].items()} == dict.fromkeys(cp, 0)
     _, after, _ = sh(lab, cp[0], "systemctl show -p ExecMainStartTimestampMonotonic etcd")
     assert before == after  # not restarted

@@ -106,3 +106,30 @@ def test_kbootstrap_joins_a_worker_to_a_cluster_the_real_kubeadm_built(kubeadm_c
     kubectl(c["admin"], "wait", "--for=condition=Ready", "node", "--all", "--timeout=240s", timeout=260)
     nodes = json.loads(kubectl(c["admin"], "get", "nodes", "-o", "json"))["items"]
     assert sorted(n["metadata"]["name"] for n in nodes) == sorted([c["cp"], c["worker"]])
+
+
+def test_kbootstrap_join_takes_the_cluster_config_from_the_kubeadm_cluster(kubeadm_cluster: dict[str, Any],
+                                                                          tmp_path: Path) -> None:
+    """Single-node `kbootstrap join --config` with kubeadm's own JoinConfiguration, rendered into a
+    --rootfs: token discovery against kubeadm's API server, and the node's kubelet config from the
+    cluster's kubeadm-config and kubelet-config ConfigMaps (its DNS address and domain), not defaults."""
+    c = kubeadm_cluster
+    code, out, err = sh(c["lab"], c["cp"], "kubeadm token create --print-join-command")
+    assert code == 0, err
+    words = out.split()
+    endpoint, token = words[2], words[words.index("--token") + 1]
+    ca_hash = words[words.index("--discovery-token-ca-cert-hash") + 1]
+    config = tmp_path / "join.yaml"
+    config.write_text(f"apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n"
+                      f'    apiServerEndpoint: "{endpoint}"\n    token: "{token}"\n    caCertHashes: ["{ca_hash}"]\n'
+                      "nodeRegistration:\n  name: rendered-worker\n")
+    config.chmod(0o600)
+    root = tmp_path / "root"
+    proc = kbootstrap("join", "--config", str(config), "--rootfs", str(root))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-1000:]
+    theirs = yaml.safe_load(yaml.safe_load(kubectl(c["admin"], "get", "configmap", "-n", "kube-system",
+                                                   "kubelet-config", "-o", "yaml"))["data"]["kubelet"])
+    ours = yaml.safe_load((root / "var/lib/kubelet/config.yaml").read_text())
+    assert ours["clusterDNS"] == theirs["clusterDNS"] != ["10.96.0.10"]
+    assert ours["clusterDomain"] == theirs["clusterDomain"]
+    assert (root / "etc/kubernetes/bootstrap-kubelet.conf").is_file()

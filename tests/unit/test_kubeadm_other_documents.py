@@ -152,3 +152,22 @@ def test_reset_reads_its_document(tmp_path: Path) -> None:
     again = subprocess.run([sys.executable, "-m", "bootstrap.cli", "reset", "--config", path, "--force",
                             "--rootfs", str(root)], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert again.returncode == 2 and "--force: also set by ResetConfiguration.force" in again.stderr
+
+
+def test_join_takes_the_cluster_part_from_the_cluster(tmp_path: Path) -> None:
+    """What kubeadm join reads from kubeadm-config and kubelet-config, under the file's node values."""
+    from bootstrap.render.kubelet import kubelet_config
+    from bootstrap.spec.kubeadm_config import cluster_documents_values
+
+    cluster = ("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.36.3\n"
+               "networking: {serviceSubnet: 10.233.0.0/18, dnsDomain: corp.local, podSubnet: 10.233.64.0/18}\n")
+    kubelet = ("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nclusterDNS: [10.233.0.10]\n"
+               "clusterDomain: corp.local\nmaxPods: 42\n")
+    values = cluster_documents_values([cluster, kubelet], "the cluster")
+    join = JOIN.replace("patches:\n  directory: /nonexistent-but-unused-here\n", "")
+    path = write(tmp_path, join + "---\n" + CLUSTER)  # the file's ClusterConfiguration is not read
+    spec = build_spec({}, path, purpose="join", defaults=values)
+    assert (spec.node.name, spec.kubernetes_version, spec.networking.dns_domain) == ("worker-7", "v1.36.3", "corp.local")
+    config, _ = kubelet_config(spec)
+    assert config["clusterDNS"] == ["10.233.0.10"] and config["maxPods"] == 42
+    assert "Kind=ClusterConfiguration" in " ".join(ignored_documents(path, "join"))
