@@ -36,3 +36,14 @@ def kubeadm_offline(binary: Path, *args: str) -> subprocess.CompletedProcess[str
         pytest.fail("unshare (util-linux) is needed to run kubeadm without a network")
     return subprocess.run(["unshare", "--net", str(binary), *args], capture_output=True, text=True, timeout=60,
                           env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"})
+
+
+def join_configuration(join_command: str, extra: str = "") -> str:
+    """A JoinConfiguration with the endpoint, token and CA hash of a printed `kubeadm join ...`
+    command, plus `extra` (YAML of its other fields): given to kubeadm on stdin, a token never sits
+    in an argv."""
+    words = join_command.split()
+    endpoint, token = words[2], words[words.index("--token") + 1]
+    ca_hash = words[words.index("--discovery-token-ca-cert-hash") + 1]
+    return (f"apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n"
+            f'    apiServerEndpoint: "{endpoint}"\n    token: "{token}"\n    caCertHashes: ["{ca_hash}"]\n' + extra)

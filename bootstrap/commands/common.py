@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 import click
 
 from bootstrap import debuglog
-from bootstrap.errors import KbootstrapError
+from bootstrap.errors import KbootstrapError, UsageError
+from bootstrap.spec.kubeadm_config import ignored_documents
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,3 +79,19 @@ def err(message: str) -> None:
 
 def is_tty() -> bool:
     return sys.stdout.isatty()
+
+
+def with_file_values(given: dict[str, Any], from_file: dict[str, tuple[Any, str]], config: str,
+                     purpose: str) -> dict[str, Any]:
+    """Options with a kubeadm config document's values (option -> (value, origin)); an option the
+    user also set is refused (one place only, as for the spec). Then kubeadm's warning for each
+    document this command does not read."""
+    out = dict(given)
+    for option, (value, origin) in from_file.items():
+        if given.get(option) not in (None, "", (), False):
+            raise UsageError(f"--{option.replace('_', '-')}: also set by {origin} in {config}",
+                             hint="set it in one place only")
+        out[option] = value
+    for line in ignored_documents(config, purpose):
+        click.echo(line, err=True)
+    return out

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from bootstrap.commands.common import emit
+from bootstrap.commands.common import emit, with_file_values
 from bootstrap.commands.fleet import fleet_options, run_and_report, split_list
 from bootstrap.commands.init import fleet_option_set, spec_options
 from bootstrap.commands.report import node_summary, phase_lines
@@ -17,7 +17,7 @@ from bootstrap.join.copycerts import parse_certificate_key
 from bootstrap.join.discovery import DEFAULT_TIMEOUT
 from bootstrap.join.node import JoinRequest, join_phases, plan_join
 from bootstrap.join.tokens import parse_token
-from bootstrap.spec.kubeadm_config import cluster_documents_values, ignored_documents, join_request
+from bootstrap.spec.kubeadm_config import cluster_documents_values, join_request
 from bootstrap.spec.load import build_spec
 from bootstrap.spec.model import ClusterSpec
 from bootstrap.transport.local import LocalTarget
@@ -51,18 +51,8 @@ def request_from(params: dict[str, Any]) -> JoinRequest:
 
 
 def with_join_configuration(params: dict[str, Any], config: str) -> dict[str, Any]:
-    """params with the JoinConfiguration's discovery and control-plane values; a flag that sets the
-    same value too is refused (one place only, as for the spec). Notes the documents join ignores."""
-    out = dict(params)
-    for flag, (value, origin) in join_request(config).items():
-        given = params.get(flag)
-        if given not in (None, "", (), False):
-            raise UsageError(f"--{flag.replace('_', '-')}: also set by {origin} in {config}",
-                             hint="set it in one place only")
-        out[flag] = value
-    for line in ignored_documents(config, "join"):
-        click.echo(line, err=True)
-    return out
+    """params with the JoinConfiguration's discovery and control-plane values."""
+    return with_file_values(params, join_request(config), config, "join")
 
 
 @click.command(

@@ -6,13 +6,13 @@ from typing import Any
 
 import click
 
-from bootstrap.commands.common import emit, output_option, rootfs_option
+from bootstrap.commands.common import emit, output_option, rootfs_option, with_file_values
 from bootstrap.commands.fleet import fleet_options, render, run_and_report, split_list
 from bootstrap.commands.init import fleet_option_set
 from bootstrap.engine.result import HostReport, Status
 from bootstrap.errors import UsageError
 from bootstrap.phases.reset import NOT_CLEANED
-from bootstrap.spec.kubeadm_config import ignored_documents, load_config_file, reset_options
+from bootstrap.spec.kubeadm_config import load_config_file, reset_options
 from bootstrap.spec.model import DEFAULT_CERT_DIR
 from bootstrap.workflow.reset import remove_node as remove_node_workflow
 from bootstrap.workflow.reset import reset_fleet, reset_node
@@ -92,15 +92,7 @@ def with_reset_configuration(given: dict[str, Any], config: str) -> dict[str, An
     Its other fields (criSocket, skipPhases, ignorePreflightErrors, unmountFlags, timeouts) are
     validated; kbootstrap's reset has nothing they change."""
     load_config_file(config, "reset")
-    out = dict(given)
-    for key, (value, origin) in reset_options(config).items():
-        if given.get(key):
-            raise UsageError(f"--{key.replace('_', '-')}: also set by {origin} in {config}",
-                             hint="set it in one place only")
-        out[key] = value
-    for line in ignored_documents(config, "reset"):
-        click.echo(line, err=True)
-    return out
+    return with_file_values(given, reset_options(config), config, "reset")
 
 
 def _reset_fleet(params: dict[str, Any], limit: str | None) -> None:

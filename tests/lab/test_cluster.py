@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kbtest import KUBECTL, KUBECTL_MISSING
+from kbtest import KUBECTL, KUBECTL_MISSING, join_configuration
 from test_fleet import init_json, kbootstrap
 
 from bootstrap.lab import ops
@@ -290,13 +290,7 @@ def test_token_create_prints_a_join_command_the_real_kubeadm_accepts(cluster: di
     assert w2 not in kubectl(cluster, "get", "nodes", "-o", "name")
     proc = kbootstrap("token", "create", "--print-join-command", "--kubeconfig", str(cluster["admin"]))
     assert proc.returncode == 0 and proc.stdout.startswith("kubeadm join "), proc.stderr
-    # Its values go to kubeadm in a JoinConfiguration on stdin: a token never sits in an argv.
-    words = proc.stdout.split()
-    endpoint, token = words[2], words[words.index("--token") + 1]
-    ca_hash = words[words.index("--discovery-token-ca-cert-hash") + 1]
-    config = (f"apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n"
-              f'    apiServerEndpoint: "{endpoint}"\n    token: "{token}"\n    caCertHashes: ["{ca_hash}"]\n'
-              "nodeRegistration:\n  ignorePreflightErrors: [SystemVerification]\n")
+    config = join_configuration(proc.stdout, "nodeRegistration:\n  ignorePreflightErrors: [SystemVerification]\n")
     code, out, err = sh(lab, w2, "umask 077; cat > /root/join.yaml; kubeadm join --config /root/join.yaml; "
                         "rc=$?; rm -f /root/join.yaml; exit $rc", stdin=config, timeout=300)
     assert code == 0, (out + err)[-2000:]
@@ -341,14 +335,9 @@ def test_the_real_kubeadm_joins_a_control_plane_to_the_cluster(cluster: dict[str
                       "--pki-dir", str(cluster["pki"])).returncode == 0
     proc = kbootstrap("token", "create", "--print-join-command", "--kubeconfig", str(cluster["admin"]))
     assert proc.returncode == 0, proc.stderr
-    words = proc.stdout.split()
-    endpoint, token = words[2], words[words.index("--token") + 1]
-    ca_hash = words[words.index("--discovery-token-ca-cert-hash") + 1]
-    config = (f"apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n"
-              f'    apiServerEndpoint: "{endpoint}"\n    token: "{token}"\n    caCertHashes: ["{ca_hash}"]\n'
-              f"controlPlane:\n  localAPIEndpoint:\n    advertiseAddress: {lab.machine(cp3).ip}\n"
-              f"  certificateKey: {key}\n"
-              "nodeRegistration:\n  ignorePreflightErrors: [all]\n")
+    config = join_configuration(proc.stdout, f"controlPlane:\n  localAPIEndpoint:\n    advertiseAddress: "
+                                f"{lab.machine(cp3).ip}\n  certificateKey: {key}\n"
+                                "nodeRegistration:\n  ignorePreflightErrors: [all]\n")
     code, out, err = sh(lab, cp3, "umask 077; cat > /root/join.yaml; kubeadm join --config /root/join.yaml; "
                         "rc=$?; rm -f /root/join.yaml; exit $rc", stdin=config, timeout=600)
     assert code == 0, (out + err)[-3000:]

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kbtest import KUBECTL, KUBECTL_MISSING
+from kbtest import KUBECTL, KUBECTL_MISSING, join_configuration
 from test_fleet import kbootstrap
 
 from bootstrap.lab.state import LabState
@@ -116,14 +116,9 @@ def test_kbootstrap_join_takes_the_cluster_config_from_the_kubeadm_cluster(kubea
     c = kubeadm_cluster
     code, out, err = sh(c["lab"], c["cp"], "kubeadm token create --print-join-command")
     assert code == 0, err
-    words = out.split()
-    endpoint, token = words[2], words[words.index("--token") + 1]
-    ca_hash = words[words.index("--discovery-token-ca-cert-hash") + 1]
     config = tmp_path / "join.yaml"
-    config.write_text(f"apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n"
-                      f'    apiServerEndpoint: "{endpoint}"\n    token: "{token}"\n    caCertHashes: ["{ca_hash}"]\n'
-                      "nodeRegistration:\n  name: rendered-worker\n")
-    config.chmod(0o600)
+    config.touch(0o600)
+    config.write_text(join_configuration(out, "nodeRegistration:\n  name: rendered-worker\n"))
     root = tmp_path / "root"
     proc = kbootstrap("join", "--config", str(config), "--rootfs", str(root))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-1000:]
