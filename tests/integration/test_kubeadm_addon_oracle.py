@@ -20,11 +20,9 @@ import yaml
 from bootstrap.render.apiobjects.coredns import coredns_objects
 from bootstrap.render.apiobjects.kubeproxy import kube_proxy_objects
 from bootstrap.spec.load import build_spec
-from components.releases import RELEASES
-from tests.kbtest import kubeadm_offline, real_kubeadm
+from tests.kbtest import RELEASE_NAMES, kubeadm_offline, real_kubeadm
 
 pytestmark = pytest.mark.slow
-RELEASE_NAMES = [r.kubernetes for r in RELEASES]
 HASH_ANNOTATION = "kubeadm.kubernetes.io/component-config.hash"
 
 INIT = """\

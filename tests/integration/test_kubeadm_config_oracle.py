@@ -17,11 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from components.releases import RELEASES
-from tests.kbtest import kubeadm_offline, real_kubeadm
+from tests.kbtest import RELEASE_NAMES, kubeadm_offline, real_kubeadm
 
 pytestmark = pytest.mark.slow
-RELEASE_NAMES = [r.kubernetes for r in RELEASES]
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -34,18 +34,17 @@ import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from kbtest import RELEASE_NAMES
 
 from bootstrap.artifacts.components import load_components
 from bootstrap.errors import RequirementError
 from bootstrap.lab.state import LabState
 from bootstrap.lab.testing import sh
 from bootstrap.render.podspec import CA_CERTS_EXTRA_PATHS
-from components.releases import RELEASES
 
 pytestmark = pytest.mark.lab
 REPO = Path(__file__).resolve().parents[2]
 IN_MACHINE = "/opt/kbootstrap-oracle"
-RELEASE_NAMES = [r.kubernetes for r in RELEASES]
 NODE = "oracle-node"
 
 INIT = """\
