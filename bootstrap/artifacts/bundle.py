@@ -13,6 +13,7 @@ Installing from a bundle verifies every checksum first and refuses a mismatch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ from typing import Any
 
 from bootstrap.artifacts.components import Components
 from bootstrap.errors import ConfigError, RequirementError
+from bootstrap.localfiles import write_atomic
 
 # What a node gets from Debian. etcd only matters on etcd members; the rest everywhere.
 NODE_PACKAGES = (
@@ -49,6 +51,7 @@ RUNTIME_BINARIES = ("containerd", "containerd-shim-runc-v2", "ctr", "runc", "cri
 ETCD_BINARIES = ("etcd", "etcdctl", "etcdutl")
 REPLACED_BY_COMPONENTS = ("containerd", "runc", "containernetworking-plugins", "etcd-server", "etcd-client")
 MANIFEST = "manifest.json"
+VERIFIED = ".verified.json"  # checksums as last verified, by file identity (verify_bundle)
 BUNDLE_CACHE = Path("/var/cache/kbootstrap/bundles")
 
 
@@ -142,17 +145,38 @@ def load_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
 
 
 def verify_bundle(bundle: Bundle) -> None:
+    """Every listed file is there with its sha256. Hashing the bundle (a few hundred MB) on every
+    run would cost more than a rerun's work on the nodes, so the checksums verified last time are
+    kept beside the manifest with each file's size, mtime, ctime and inode (git's index does the
+    same), and a file is hashed again whenever any of them changed."""
+    known = _verified(bundle.root)
+    verified: dict[str, list[Any]] = {}
     for rel, meta in bundle.files.items():
         p = bundle.root / rel
         if not p.is_file():
             raise ConfigError("bundle", f"{rel} is listed in the manifest but missing from {bundle.root}")
-        actual = sha256_file(p)
+        st = p.stat()
+        identity = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        seen = known.get(rel)
+        actual = seen[1] if isinstance(seen, list) and len(seen) == 2 and seen[0] == identity else sha256_file(p)
         if actual != meta["sha256"]:
             raise ConfigError(
                 "bundle",
                 f"checksum mismatch for {rel}: expected {meta['sha256'][:16]}..., got {actual[:16]}...",
                 hint="the bundle is corrupt or was tampered with; rebuild it",
             )
+        verified[rel] = [identity, actual]
+    if verified != known:
+        with contextlib.suppress(OSError):  # a read-only bundle is verified in full every time
+            write_atomic(bundle.root / VERIFIED, json.dumps(verified, sort_keys=True))
+
+
+def _verified(root: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((root / VERIFIED).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def create_bundle(

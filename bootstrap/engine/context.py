@@ -106,7 +106,16 @@ class RunContext:
         if not self.live:
             return None
         self.flush()
-        return self.target.run(script, timeout=timeout)
+        read_only = getattr(self.target, "fact", None)  # a cache keeps what a read cannot change
+        return read_only(script, timeout=timeout) if read_only is not None else self.target.run(script, timeout=timeout)
+
+    def bookkeeping(self, script: str, *, timeout: float | None = 60) -> None:
+        """A command that changes the node but is not a change to report (our checksum stamps,
+        systemd's view after a unit file went): not in a dry run, nor under --rootfs."""
+        if self.dry_run or not self.live:
+            return
+        self.flush()
+        self.target.run(script, timeout=timeout)
 
     # ---- changes -----------------------------------------------------------------------------
     def flush(self) -> None:

@@ -137,9 +137,10 @@ class Health:
         return text
 
 
-def cluster_health(etcdctl: Etcdctl) -> Health:
+def cluster_health(etcdctl: Etcdctl, local_url: str | None = None) -> Health:
     """Each member's health as the cluster lists it (etcdctl prints healthy ones on stdout and the
-    others on stderr, in every version we run: 3.4 to 3.7)."""
+    others on stderr, in every version we run: 3.4 to 3.7). The member we ask through is judged
+    from that list when its advertised client URL (local_url) is in it, else asked on its own."""
     result = etcdctl("endpoint health --cluster")
     healthy: list[str] = []
     unhealthy: list[str] = []
@@ -149,6 +150,8 @@ def cluster_health(etcdctl: Etcdctl) -> Health:
             (healthy if words[2].rstrip(":") == "healthy" else unhealthy).append(words[0])
     if not healthy and not unhealthy:
         return Health((), (), False, last_line(result))
+    if local_url is not None and local_url in healthy + unhealthy:
+        return Health(tuple(healthy), tuple(unhealthy), local_url in healthy)
     local = etcdctl("endpoint health").ok
     return Health(tuple(healthy), tuple(unhealthy), local)
 
@@ -159,12 +162,13 @@ def wait_quorum(
     timeout: float = HEALTH_TIMEOUT,
     interval: float = 1.0,
     stopping: Callable[[], bool] = lambda: False,
+    local_url: str | None = None,
 ) -> Health:
     """Until the member we ask through answers and a quorum of its cluster is healthy (a member
     that is down does not hold the others back); raises with what was last seen."""
     deadline = time.monotonic() + timeout
     while True:
-        health = cluster_health(etcdctl)
+        health = cluster_health(etcdctl, local_url)
         if health.local_ok and health.quorum:
             return health
         if time.monotonic() > deadline or stopping():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from dataclasses import dataclass, field
 
 from bootstrap.engine.context import RunContext
 from bootstrap.engine.phase import CONTROL_PLANES, Phase
@@ -26,9 +27,35 @@ ROLL = "kube-apiserver"
 RESTART_TIMEOUT = 120.0  # the kubelet notices a manifest change within its 20 s file check, then starts it
 
 
+@dataclass
+class _CADirsFound:
+    """Which of kubeadm's extra CA directories each host has (a RunState slot): asked once per run,
+    in one script, for both components that mount them."""
+
+    by_host: dict[str, frozenset[str]] = field(default_factory=dict)
+
+
 def path_exists_on(ctx: RunContext) -> m.PathExists:
-    """kubeadm stats the CA directories on the node it runs on; we look on the target node."""
-    return lambda path: ctx.target.list_dir(path) is not None or ctx.state(path) is not None
+    """kubeadm stats the CA directories on the node it runs on (os.Stat: a file or a directory,
+    symlinks followed); we look on the target node."""
+    found = _existing_ca_dirs(ctx)
+    return lambda path: path in found if path in m.CA_CERTS_EXTRA_PATHS else _exists(ctx, path)
+
+
+def _exists(ctx: RunContext, path: str) -> bool:
+    return ctx.target.list_dir(path) is not None or ctx.state(path) is not None
+
+
+def _existing_ca_dirs(ctx: RunContext) -> frozenset[str]:
+    cache = ctx.run.slot(_CADirsFound).by_host if ctx.run is not None else {}
+    if ctx.name not in cache:
+        paths = " ".join(shlex.quote(p) for p in m.CA_CERTS_EXTRA_PATHS)
+        result = ctx.fact(f'for p in {paths}; do [ -e "$p" ] && printf "%s\\n" "$p"; done; true')
+        if result is None:  # --rootfs: the tree is local, look there
+            cache[ctx.name] = frozenset(p for p in m.CA_CERTS_EXTRA_PATHS if _exists(ctx, p))
+        else:
+            cache[ctx.name] = frozenset(result.stdout.split("\n")) & frozenset(m.CA_CERTS_EXTRA_PATHS)
+    return cache[ctx.name]
 
 
 def using_external_ca(ctx: RunContext) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from dataclasses import dataclass
 
 from bootstrap.engine.context import RunContext
 from bootstrap.engine.phase import ETCD_MEMBERS, Phase
@@ -52,16 +53,35 @@ def run_local(ctx: RunContext) -> None:
         ctx.flush()
 
 
-def bootstrapped_membership(ctx: RunContext) -> ClusterSpec:
+@dataclass(frozen=True)
+class MemberFacts:
+    """What the etcd unit's render needs from the node, asked in one script."""
+
+    has_data: bool  # the member exists (its data dir has member/)
+    version: str | None  # the etcd binary's version, when it answers
+    running: bool
+
+
+def member_facts(ctx: RunContext, binary: str) -> MemberFacts | None:
+    """None under --rootfs (nothing is asked)."""
+    assert ctx.spec.etcd_local is not None
+    member = shlex.quote(ctx.spec.etcd_local.data_dir + "/member")
+    found = ctx.fact(f"test -d {member} && echo data; pgrep -x etcd >/dev/null && echo running; "
+                     f"echo \"version $({shlex.quote(binary)} --version 2>/dev/null | sed -n 's/^etcd Version: //p')\"")
+    if found is None:
+        return None
+    lines = found.stdout.splitlines()
+    version = next((ln.removeprefix("version ").strip() for ln in lines if ln.startswith("version ")), "")
+    return MemberFacts("data" in lines, version or None, "running" in lines)
+
+
+def bootstrapped_membership(ctx: RunContext, facts: MemberFacts | None) -> ClusterSpec:
     """etcd reads --initial-cluster* only when it bootstraps a member. Once this node's member
     exists, keep the flags its unit was born with: re-rendering them from a grown inventory would
     change every member's unit and restart them all for nothing."""
     spec = ctx.spec
     current = ctx.read(etcd_render.ETCD_SYSTEMD_UNIT_PATH)
-    if current is None or spec.etcd_local is None:
-        return spec
-    exists = ctx.fact(f"test -d {shlex.quote(spec.etcd_local.data_dir + '/member')}")
-    if exists is None or not exists.ok:
+    if current is None or spec.etcd_local is None or facts is None or not facts.has_data:
         return spec
     text = current.decode(errors="replace")
     members = re.search(r"--initial-cluster=(\S+)", text)
@@ -83,14 +103,13 @@ def etcd_binary(ctx: RunContext) -> str:
 
 
 def run_host_unit(ctx: RunContext) -> None:
-    spec = bootstrapped_membership(ctx)
     binary = etcd_binary(ctx)
-    version = ctx.fact(f"{binary} --version 2>/dev/null | sed -n 's/^etcd Version: //p'")
-    unit = etcd_render.etcd_systemd_unit(
-        spec, binary=binary, binary_version=(version.stdout.strip() or None) if version is not None else None
-    ).encode()
+    facts = member_facts(ctx, binary)
+    ctx.prefetch([etcd_render.ETCD_SYSTEMD_UNIT_PATH])  # read twice below, and compared: one round trip
+    spec = bootstrapped_membership(ctx, facts)
+    unit = etcd_render.etcd_systemd_unit(spec, binary=binary, binary_version=facts.version if facts else None).encode()
     current = ctx.read(etcd_render.ETCD_SYSTEMD_UNIT_PATH)
-    if current is None or current == unit or not _member_running(ctx):
+    if current is None or current == unit or facts is None or not facts.running:
         # A new member (the members of a new cluster start together), or nothing to restart.
         changed = ctx.ensure_file(etcd_render.ETCD_SYSTEMD_UNIT_PATH, unit, ETCD_UNIT_MODE)
         ctx.service("etcd", restart=changed, why="unit changed", daemon_reload=changed,
@@ -109,7 +128,8 @@ def _member_running(ctx: RunContext) -> bool:
 
 
 def _healthy_again(ctx: RunContext) -> None:
-    health = wait_quorum(etcdctl_on(ctx.target, ctx.spec.cert_dir), stopping=lambda: ctx.stopping)
+    health = wait_quorum(etcdctl_on(ctx.target, ctx.spec.cert_dir), stopping=lambda: ctx.stopping,
+                         local_url=etcd_render.member_client_url(ctx.spec))
     ctx.record("etcd health", Status.UNCHANGED, health.describe())
 
 
@@ -119,7 +139,8 @@ def check_health(run: RunState, names: list[str]) -> None:
 
     def check(name: str) -> None:
         ctx = run.contexts[name]
-        health = wait_quorum(etcdctl_on(ctx.target, ctx.spec.cert_dir), stopping=lambda: ctx.stopping)
+        health = wait_quorum(etcdctl_on(ctx.target, ctx.spec.cert_dir), stopping=lambda: ctx.stopping,
+                             local_url=etcd_render.member_client_url(ctx.spec))
         status = Status.WARNING if health.unhealthy else Status.UNCHANGED
         run.note(name, "etcd health", status, health.describe())
 

@@ -219,7 +219,7 @@ def _write_stamps(ctx: RunContext, items: list[Install]) -> None:
         f'[ "$(cat "$f" 2>/dev/null)" = "$s" ] || printf "%s" "$s" > "$f"'
         for it in items
     ]
-    ctx.fact("\n".join(lines))
+    ctx.bookkeeping("\n".join(lines))
 
 
 def from_bundle(ctx: RunContext, names: list[str], dest_dir: str) -> list[Install]:

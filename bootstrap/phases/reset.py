@@ -105,7 +105,7 @@ def run_remove_etcd_member(ctx: RunContext) -> None:
         stop_service(ctx, "etcd", disable=True)
         ctx.remove(ETCD_SYSTEMD_UNIT_PATH)
         # A member removed from a survivor exits on its own (and may restart): no failed unit stays.
-        ctx.fact("systemctl daemon-reload; systemctl reset-failed etcd >/dev/null 2>&1; true")
+        ctx.bookkeeping("systemctl daemon-reload; systemctl reset-failed etcd >/dev/null 2>&1; true")
     clean_dir(ctx, data_dir)
 
 
@@ -164,13 +164,12 @@ def stop_service(ctx: RunContext, unit: str, *, disable: bool = False) -> None:
 def run_cleanup_node(ctx: RunContext) -> None:
     cert_dir = ctx.spec.cert_dir.rstrip("/")
     stop_service(ctx, "kubelet")
-    if ctx.live and not ctx.dry_run:
-        # Mounts under /var/lib/kubelet (resolved, as kubeadm does), deepest first.
-        ctx.fact(
-            f"d=$(readlink -f {KUBELET_DIR}) && awk -v d=\"$d/\" 'index($2, d)==1 {{print $2}}' "
-            "/proc/mounts | sort -r | xargs -r -n1 umount",
-            timeout=60,
-        )
+    # Mounts under /var/lib/kubelet (resolved, as kubeadm does), deepest first.
+    ctx.bookkeeping(
+        f"d=$(readlink -f {KUBELET_DIR}) && awk -v d=\"$d/\" 'index($2, d)==1 {{print $2}}' "
+        "/proc/mounts | sort -r | xargs -r -n1 umount",
+        timeout=60,
+    )
     found = ctx.fact(CRI_OBJECTS, timeout=60)
     count = found.stdout.strip() if found is not None else ""
     if count.isdigit() and int(count) > 0:

@@ -50,6 +50,11 @@ def etcd_is_36_or_newer(spec: ClusterSpec, binary_version: str | None = None) ->
     return (major, minor) >= (3, 6)
 
 
+def member_client_url(spec: ClusterSpec) -> str:
+    """The client URL this node's member advertises (how the cluster lists it)."""
+    return f"https://{join_host_port(spec.advertise_address, ETCD_CLIENT_PORT)}"
+
+
 def etcd_command(
     spec: ClusterSpec, *, initial_cluster: Sequence[tuple[str, str]] = (), binary_version: str | None = None
 ) -> list[str]:
@@ -60,7 +65,7 @@ def etcd_command(
     pki = spec.cert_dir
     adv = spec.advertise_address
     local = "::1" if spec.advertise_is_ipv6 else "127.0.0.1"
-    client_url = f"https://{join_host_port(adv, ETCD_CLIENT_PORT)}"
+    client_url = member_client_url(spec)
     peer_url = f"https://{join_host_port(adv, ETCD_PEER_PORT)}"
     name = spec.node.name
     args: list[tuple[str, str]] = [

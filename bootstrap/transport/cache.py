@@ -4,6 +4,8 @@ Phases that inspect many files (the PKI: every cert and key; kubeconfigs) ask fo
 one; over SSH each would be a round trip. A phase prefetches what it will read, and writes,
 chmods and removes drop the paths they touch so a read never returns stale content. A script run
 through the cache may change any file, so it forgets everything (`fact` reads are scripts too).
+Directory modes are kept across read-only facts (`fact`): the phases ask for the same few
+directories (pki, manifests) many times, and only kbootstrap changes them during a run.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class ReadAheadTarget:
         self.name = inner.name
         self.live = inner.live
         self._cache: dict[str, FileState] = {}
+        self._dir_modes: dict[str, int] = {}  # directories seen, with their mode
 
     def prefetch(self, paths: Iterable[str]) -> None:
         paths = [p for p in dict.fromkeys(paths) if p not in self._cache]
@@ -48,25 +51,40 @@ class ReadAheadTarget:
         self.inner.write_many(files)
 
     def mkdir(self, path: str, mode: int) -> None:
+        self._dir_modes.pop(path, None)
         self.inner.mkdir(path, mode)
 
     def chmod(self, path: str, mode: int) -> None:
         self._cache.pop(path, None)
+        self._dir_modes.pop(path, None)
         self.inner.chmod(path, mode)
 
     def remove(self, path: str) -> None:
         prefix = path.rstrip("/") + "/"
         self._cache = {p: v for p, v in self._cache.items() if p != path and not p.startswith(prefix)}
+        self._dir_modes = {p: v for p, v in self._dir_modes.items() if p != path and not p.startswith(prefix)}
         self.inner.remove(path)
 
     def list_dir(self, path: str) -> list[str] | None:
         return self.inner.list_dir(path)
 
     def dir_mode(self, path: str) -> int | None:
-        return self.inner.dir_mode(path)
+        if path in self._dir_modes:
+            return self._dir_modes[path]
+        mode = self.inner.dir_mode(path)
+        if mode is not None:  # a missing one may be made by anyone (mkdir -p of a file's parent)
+            self._dir_modes[path] = mode
+        return mode
 
     def run(self, script: str, *, timeout: float | None = None) -> CommandResult:
         # A script may change any file: forget everything rather than guess.
+        self._cache.clear()
+        self._dir_modes.clear()
+        return self.inner.run(script, timeout=timeout)
+
+    def fact(self, script: str, *, timeout: float | None = None) -> CommandResult:
+        """A read-only script: file contents are forgotten (the node's own processes may write
+        files meanwhile), directory modes kept."""
         self._cache.clear()
         return self.inner.run(script, timeout=timeout)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,7 +97,7 @@ def validate_fleet(
     netcheck: bool = True,
     nodes: bool = True,
 ) -> ValidationResult:
-    """netcheck then node validation, on open targets (never reconnects, never prints).
+    """netcheck and node validation side by side, on open targets (never reconnects, never prints).
 
     specs: each host's ClusterSpec (as the run built it). skip_phases: the run's skipped phases; any
     other skipped phase than validate's own (e.g. binaries/kubelet) turns the checks of what it would
@@ -107,20 +108,22 @@ def validate_fleet(
     cluster_spec = specs.get(first) or next(iter(specs.values()))
     phases = skipped_phases(inv, cluster_spec, skip_phases)
     skipped: dict[str, str] = {}
-    net = None
-    if not netcheck or phases & {"validate", "validate/netcheck"}:
+    run_net = netcheck and not phases & {"validate", "validate/netcheck"}
+    run_nodes = nodes and not phases & {"validate", "validate/nodes"}
+    if not run_net:
         skipped["netcheck"] = "--skip-phases"
-    else:
-        net = run_netcheck(inv, cluster_spec, targets, unreachable=unreachable, forks=forks)
-    node_reports = None
-    if not nodes or phases & {"validate", "validate/nodes"}:
+    if not run_nodes:
         skipped["validate"] = "--skip-phases"
-    else:
 
-        def spec_for(h: InventoryHost) -> ClusterSpec:
-            return specs.get(h.name, cluster_spec)
+    def spec_for(h: InventoryHost) -> ClusterSpec:
+        return specs.get(h.name, cluster_spec)
 
-        node_reports = validate_nodes(
-            list(inv.hosts), spec_for, targets, bundle=bundle, skipped=phases, unreachable=unreachable, forks=forks
-        )
+    # Both wait on the nodes far more than they compute: side by side over the same connections.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        net_job = pool.submit(run_netcheck, inv, cluster_spec, targets, unreachable=unreachable,
+                              forks=forks) if run_net else None
+        nodes_job = pool.submit(validate_nodes, list(inv.hosts), spec_for, targets, bundle=bundle, skipped=phases,
+                                unreachable=unreachable, forks=forks) if run_nodes else None
+        net = net_job.result() if net_job is not None else None
+        node_reports = nodes_job.result() if nodes_job is not None else None
     return ValidationResult(net, node_reports, output, time.monotonic() - started, skipped)

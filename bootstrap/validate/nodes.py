@@ -55,6 +55,8 @@ VERSION_COMMAND = {
     "kubelet": "{} --version 2>/dev/null",
     "kubeadm": "{} version -o short 2>/dev/null",
 }
+# testinfra's file checks, on paths that need no quoting (the batch stat prints them as given).
+FILE_CHECK = re.compile(r"^(?P<what>test -e|stat -Lc %a|stat -Lc %U) (?P<path>/[A-Za-z0-9_./+-]+)$")
 CA_KEYS = ("ca.key", "front-proxy-ca.key", "etcd/ca.key", "sa.key")  # signing keys: never on a worker
 
 # The testinfra modules the checks use. testinfra imports each on first use; checks run in threads,
@@ -91,6 +93,10 @@ class TargetBackend(BaseBackend):
         """Run commands on the node in one script; their answers serve later `run`s of the same
         command line (a command the checks ask that was not foreseen simply runs then)."""
         todo = [c for c in dict.fromkeys(commands) if c not in self.answers]
+        # The file checks (`test -e P`, `stat -Lc %a P`, `stat -Lc %U P`: a hundred on a control
+        # plane) ride on one `stat` of every path: each would be a fork and an exec on the node.
+        asked, stat_all = file_checks(todo)
+        todo = [c for c in todo if c not in asked] + ([stat_all] if stat_all else [])
         if not todo:
             return
         # One shell for all: each command in a subshell (a fork, no exec), its stdout between two
@@ -106,6 +112,30 @@ class TargetBackend(BaseBackend):
         for i, (rc, out, err) in parse_prefetch(result.stdout, mark).items():
             if i < len(todo):
                 self.answers[todo[i]] = (rc, out, err)
+        if stat_all is not None and stat_all in self.answers:
+            self._answer_file_checks(asked, self.answers.pop(stat_all)[1])
+
+
+    def _answer_file_checks(self, asked: Mapping[str, tuple[str, str]], stat_out: str) -> None:
+        """The file checks' answers, from one `stat` line per path that exists."""
+        found = {w[2]: (w[0], w[1]) for w in (line.split(" ", 2) for line in stat_out.splitlines()) if len(w) == 3}
+        for cmd, (what, path) in asked.items():
+            if path not in found:
+                self.answers[cmd] = (1, "", "" if what == "test -e" else f"stat: cannot statx '{path}'\n")
+            elif what == "test -e":
+                self.answers[cmd] = (0, "", "")
+            else:
+                self.answers[cmd] = (0, found[path][0 if what == "stat -Lc %a" else 1] + "\n", "")
+
+
+def file_checks(commands: Sequence[str]) -> tuple[dict[str, tuple[str, str]], str | None]:
+    """testinfra's file checks among commands ({command: (what, path)}), and the one `stat` of
+    every path that answers them all (None when there are none)."""
+    asked = {cmd: (m["what"], m["path"]) for cmd in commands if (m := FILE_CHECK.match(cmd)) is not None}
+    if not asked:
+        return {}, None
+    paths = sorted({path for _, path in asked.values()})
+    return asked, "stat -L -c '%a %U %n' -- " + " ".join(paths) + " 2>/dev/null; true"
 
 
 def parse_prefetch(stdout: str, mark: str) -> dict[int, tuple[int, str, str]]:

@@ -37,6 +37,8 @@ def checks(tmp: Path) -> list[NodeCheck]:
         NodeCheck("e", "contains", str(tmp / "conf"), "SystemdCgroup = true"),
         NodeCheck("f", "contains", str(tmp / "conf"), "missing text"),
         NodeCheck("g", "tree", str(tmp), pattern="*", forbid=0o177),
+        NodeCheck("h", "mode", str(tmp / "nope"), forbid=0o177),  # answered by the batched stat too
+        NodeCheck("i", "exists", str(tmp / "nope")),
     ]
 
 

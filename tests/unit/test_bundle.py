@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from bootstrap.artifacts.bundle import MANIFEST, load_bundle, packages_to_install
+from bootstrap.artifacts.bundle import MANIFEST, VERIFIED, load_bundle, packages_to_install
 from bootstrap.errors import ConfigError
 
 
@@ -38,6 +39,19 @@ def test_verified_bundle_loads(tmp_path: Path) -> None:
 def test_a_tampered_file_is_refused(tmp_path: Path) -> None:
     root = make_bundle(tmp_path, {"runc": []})
     (root / "bin/kubectl").write_bytes(b"evil")
+    with pytest.raises(ConfigError, match=r"checksum mismatch for bin/kubectl"):
+        load_bundle(root)
+
+
+def test_a_file_changed_after_a_verified_load_is_refused(tmp_path: Path) -> None:
+    """The checksums kept from the last verification answer only for a file that is untouched: the
+    same size and mtime (set back here, as a careful tamperer would) still differ in ctime."""
+    root = make_bundle(tmp_path, {"runc": []})
+    load_bundle(root)
+    assert (root / VERIFIED).is_file()
+    before = (root / "bin/kubectl").stat()
+    (root / "bin/kubectl").write_bytes(b"kubecTl")
+    os.utime(root / "bin/kubectl", ns=(before.st_atime_ns, before.st_mtime_ns))
     with pytest.raises(ConfigError, match=r"checksum mismatch for bin/kubectl"):
         load_bundle(root)
 
