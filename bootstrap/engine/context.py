@@ -22,7 +22,7 @@ from bootstrap.artifacts.upstream import DEFAULT_BASE_URL
 from bootstrap.engine.result import Change, PhaseResult, Status
 from bootstrap.errors import KbootstrapError, PhaseError
 from bootstrap.spec.model import ClusterSpec
-from bootstrap.transport.base import CommandResult, FileState, Target
+from bootstrap.transport.base import CommandResult, FileState, Target, read_only
 
 if TYPE_CHECKING:
     from bootstrap.engine.runner import RunState
@@ -106,8 +106,7 @@ class RunContext:
         if not self.live:
             return None
         self.flush()
-        read_only = getattr(self.target, "fact", None)  # a cache keeps what a read cannot change
-        return read_only(script, timeout=timeout) if read_only is not None else self.target.run(script, timeout=timeout)
+        return read_only(self.target, script, timeout=timeout)
 
     def bookkeeping(self, script: str, *, timeout: float | None = 60) -> None:
         """A command that changes the node but is not a change to report (our checksum stamps,
@@ -260,9 +259,9 @@ class RunContext:
             self.skip(item, "dry-run: nothing is started" if self.dry_run else rootfs_reason)
             return False
         self.flush()
-        state = self.target.run(
-            f"systemctl is-enabled {unit} 2>/dev/null; systemctl is-active {unit} 2>/dev/null; true", timeout=60
-        ).stdout.split()
+        state = read_only(
+            self.target, f"systemctl is-enabled {unit} 2>/dev/null; systemctl is-active {unit} 2>/dev/null; true",
+            timeout=60).stdout.split()
         enabled = bool(state) and state[0] in ("enabled", "static", "alias")
         active = len(state) > 1 and state[1] == "active"
         steps, words = [], []

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bootstrap.errors import PhaseError
-from bootstrap.transport.base import CommandResult, Target
+from bootstrap.transport.base import CommandResult, Target, read_only
 
 Etcdctl = Callable[[str], CommandResult]
 LOCAL_ENDPOINT = "https://127.0.0.1:2379"
@@ -28,6 +28,9 @@ HEALTH_TIMEOUT = 60.0  # how long a member waits for its cluster's quorum after 
 RETRYABLE_RECONFIG = ("unhealthy cluster", "too many requests")
 
 
+READ_ONLY_COMMANDS = ("endpoint health", "endpoint status", "member list")  # the rest change the cluster
+
+
 def etcdctl_on(target: Target, cert_dir: str, endpoints: str = LOCAL_ENDPOINT) -> Etcdctl:
     """etcdctl on a member with its healthcheck-client certificate (kubeadm's etcd client cert).
     The returned function takes etcdctl's arguments, already quoted by the caller."""
@@ -38,7 +41,14 @@ def etcdctl_on(target: Target, cert_dir: str, endpoints: str = LOCAL_ENDPOINT) -
         f"--cert={q(pki + '/healthcheck-client.crt')} --key={q(pki + '/healthcheck-client.key')} "
         f"--command-timeout={COMMAND_TIMEOUT}s --dial-timeout=5s"
     )
-    return lambda args: target.run(f"{base} {args}", timeout=COMMAND_TIMEOUT + 30)
+
+    def etcdctl(args: str) -> CommandResult:
+        script = f"{base} {args}"
+        if args.startswith(READ_ONLY_COMMANDS):
+            return read_only(target, script, timeout=COMMAND_TIMEOUT + 30)
+        return target.run(script, timeout=COMMAND_TIMEOUT + 30)
+
+    return etcdctl
 
 
 def last_line(result: CommandResult) -> str:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import importlib
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +49,12 @@ class APISession:
     def close(self) -> None:
         self.stack.close()
         self.api = None
+
+
+def preload_client() -> None:
+    """Import the `kubernetes` client (a third of a second) in the background while the node
+    phases wait on their hosts, so the first API phase does not."""
+    threading.Thread(target=importlib.import_module, args=("kubernetes.dynamic",), daemon=True).start()
 
 
 def offline(ctx: RunContext) -> str | None:

@@ -27,7 +27,7 @@ from bootstrap.phases.node import install_packages
 from bootstrap.render import loadbalancer as lb
 from bootstrap.spec.endpoint import EndpointMode, EndpointSpec, VipProvider
 from bootstrap.spec.model import KUBERNETES_DIR, MANIFESTS_DIR
-from bootstrap.transport.base import Target
+from bootstrap.transport.base import Target, read_only
 
 HELP = "Set up the HA API endpoint: HAProxy + keepalived VIP, kube-vip, or a localhost HAProxy on workers"
 
@@ -181,7 +181,7 @@ def report_vip(run: RunState, names: list[str]) -> None:
 
 
 def holds_vip(target: Target, endpoint: EndpointSpec) -> bool:
-    return bool(target.run(f"ip -o addr show to {shlex.quote(endpoint.address)}").stdout.strip())
+    return bool(read_only(target, f"ip -o addr show to {shlex.quote(endpoint.address)}").stdout.strip())
 
 
 def vip_change(phase: str, endpoint: EndpointSpec, holders: list[str]) -> Change:

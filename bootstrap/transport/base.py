@@ -71,6 +71,13 @@ class Target(Protocol):
         ...
 
 
+def read_only(target: Target, script: str, *, timeout: float | None = None) -> CommandResult:
+    """Run a script that changes nothing on the node: a target that caches reads (transport/cache.py,
+    snapshot.py) keeps what such a script cannot invalidate."""
+    fact = getattr(target, "fact", None)
+    return fact(script, timeout=timeout) if fact is not None else target.run(script, timeout=timeout)
+
+
 class ShellError(Exception):
     """A file operation's script failed on the node (the transport maps it to its own error)."""
 
@@ -122,16 +129,31 @@ class NodeTarget:
         self.checked(f"rm -rf -- {shlex.quote(path)}\n", f"removing {path}")
 
     def list_dir(self, path: str) -> list[str] | None:
-        q = shlex.quote(_absolute(path))
-        out = self.checked(f"[ -d {q} ] || {{ echo -; exit 0; }}; cd -- {q} && ls -A1\n", f"listing {path}")
-        if out.strip() == "-":
-            return None
-        return sorted(x for x in out.split("\n") if x)
+        return parse_list_dir(self.checked(list_dir_script(path), f"listing {path}"))
 
     def dir_mode(self, path: str) -> int | None:
-        q = shlex.quote(_absolute(path))
-        out = self.checked(f"[ -d {q} ] && stat -c %a -- {q} || echo -\n", f"stat {path}").strip()
-        return None if out in ("", "-") else int(out, 8)
+        return parse_dir_mode(self.checked(dir_mode_script(path), f"stat {path}"))
+
+
+def list_dir_script(path: str) -> str:
+    q = shlex.quote(_absolute(path))
+    return f"[ -d {q} ] || {{ echo -; exit 0; }}; cd -- {q} && ls -A1\n"
+
+
+def parse_list_dir(out: str) -> list[str] | None:
+    if out.strip() == "-":
+        return None
+    return sorted(x for x in out.split("\n") if x)
+
+
+def dir_mode_script(path: str) -> str:
+    q = shlex.quote(_absolute(path))
+    return f"[ -d {q} ] && stat -c %a -- {q} || echo -\n"
+
+
+def parse_dir_mode(out: str) -> int | None:
+    out = out.strip()
+    return None if out in ("", "-") else int(out, 8)
 
 
 def _absolute(path: str) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import re
 import shlex
 import tarfile
 import time
@@ -113,4 +114,30 @@ def parse_read_batch(paths: Sequence[str], archive: bytes) -> dict[str, FileStat
 
 
 # --------------------------------------------------------------------------------------------------
+
+
+def commands_batch(commands: Sequence[str]) -> tuple[str, str]:
+    """One script that runs read-only commands one after another, and the marker its output is
+    cut at (parse_commands_batch). Each runs in a subshell (a fork, no exec) with stdin from
+    /dev/null; its stdout goes between two marker lines with a nonce no output can guess, its
+    stderr through a file, copied only when non-empty."""
+    mark = "@@kb-" + os.urandom(8).hex()
+    lines = ['kb_t=$(mktemp -d) || exit 1', "trap 'rm -rf \"$kb_t\"' EXIT"]
+    for i, cmd in enumerate(commands):
+        lines.append(f"printf '%s %d out\\n' {mark} {i}; ( eval {shlex.quote(cmd)} ) 2>\"$kb_t/e\" </dev/null; "
+                     f"kb_rc=$?; printf '\\n%s %d rc %d\\n' {mark} {i} \"$kb_rc\"; "
+                     f"if [ -s \"$kb_t/e\" ]; then printf '%s %d err\\n' {mark} {i}; cat \"$kb_t/e\"; "
+                     f"printf '\\n%s %d end\\n' {mark} {i}; fi")
+    return "\n".join(lines) + "\n", mark
+
+
+def parse_commands_batch(stdout: str, mark: str) -> dict[int, tuple[int, str, str]]:
+    """The batch's stream -> {index: (exit code, stdout, stderr)}; a command whose rc line never
+    came (the script was cut short) is left out."""
+    got: dict[int, tuple[int, str, str]] = {}
+    pattern = re.compile(rf"^{re.escape(mark)} (\d+) out\n(.*?)\n{re.escape(mark)} \1 rc (\d+)\n"
+                         rf"(?:{re.escape(mark)} \1 err\n(.*?)\n{re.escape(mark)} \1 end\n)?", re.S | re.M)
+    for m in pattern.finditer(stdout):
+        got[int(m[1])] = (int(m[3]), m[2], m[4] or "")
+    return got
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from bootstrap.transport.base import BatchFile, CommandResult, FileState, Target
+from bootstrap.transport.base import BatchFile, CommandResult, FileState, Target, read_only
 
 _MISSING = FileState(b"", -1)
 
@@ -86,7 +86,7 @@ class ReadAheadTarget:
         """A read-only script: file contents are forgotten (the node's own processes may write
         files meanwhile), directory modes kept."""
         self._cache.clear()
-        return self.inner.run(script, timeout=timeout)
+        return read_only(self.inner, script, timeout=timeout)
 
     def close(self) -> None:
         close = getattr(self.inner, "close", None)

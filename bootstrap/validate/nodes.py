@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import secrets
 import shlex
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +41,7 @@ from bootstrap.render.node import (
 from bootstrap.spec.inventory import InventoryHost
 from bootstrap.spec.model import KUBERNETES_DIR, MANIFESTS_DIR, ClusterSpec, EtcdMode
 from bootstrap.transport.base import Target
+from bootstrap.transport.batch import commands_batch, parse_commands_batch
 from bootstrap.validate.netcheck import one_line
 
 BIN_DIR = "/usr/bin"
@@ -99,17 +99,9 @@ class TargetBackend(BaseBackend):
         todo = [c for c in todo if c not in asked] + ([stat_all] if stat_all else [])
         if not todo:
             return
-        # One shell for all: each command in a subshell (a fork, no exec), its stdout between two
-        # marker lines with a nonce no output can guess, its stderr through a file only when non-empty.
-        mark = "@@kb-" + secrets.token_hex(8)
-        lines = ['kb_t=$(mktemp -d) || exit 1', "trap 'rm -rf \"$kb_t\"' EXIT"]
-        for i, cmd in enumerate(todo):
-            lines.append(f"printf '%s %d out\\n' {mark} {i}; ( eval {shlex.quote(cmd)} ) 2>\"$kb_t/e\" </dev/null; "
-                         f"kb_rc=$?; printf '\\n%s %d rc %d\\n' {mark} {i} \"$kb_rc\"; "
-                         f"if [ -s \"$kb_t/e\" ]; then printf '%s %d err\\n' {mark} {i}; cat \"$kb_t/e\"; "
-                         f"printf '\\n%s %d end\\n' {mark} {i}; fi")
-        result = self.target.run("\n".join(lines) + "\n", timeout=COMMAND_TIMEOUT * 2)
-        for i, (rc, out, err) in parse_prefetch(result.stdout, mark).items():
+        script, mark = commands_batch(todo)
+        result = self.target.run(script, timeout=COMMAND_TIMEOUT * 2)
+        for i, (rc, out, err) in parse_commands_batch(result.stdout, mark).items():
             if i < len(todo):
                 self.answers[todo[i]] = (rc, out, err)
         if stat_all is not None and stat_all in self.answers:
@@ -136,17 +128,6 @@ def file_checks(commands: Sequence[str]) -> tuple[dict[str, tuple[str, str]], st
         return {}, None
     paths = sorted({path for _, path in asked.values()})
     return asked, "stat -L -c '%a %U %n' -- " + " ".join(paths) + " 2>/dev/null; true"
-
-
-def parse_prefetch(stdout: str, mark: str) -> dict[int, tuple[int, str, str]]:
-    """The prefetch script's stream -> {index: (exit code, stdout, stderr)}; a command whose rc line
-    never came (the script was cut short) is left out, so it runs on its own when asked."""
-    got: dict[int, tuple[int, str, str]] = {}
-    pattern = re.compile(rf"^{re.escape(mark)} (\d+) out\n(.*?)\n{re.escape(mark)} \1 rc (\d+)\n"
-                         rf"(?:{re.escape(mark)} \1 err\n(.*?)\n{re.escape(mark)} \1 end\n)?", re.S | re.M)
-    for m in pattern.finditer(stdout):
-        got[int(m[1])] = (int(m[3]), m[2], m[4] or "")
-    return got
 
 
 class RecordingBackend(BaseBackend):

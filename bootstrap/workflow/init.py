@@ -13,7 +13,7 @@ from bootstrap.engine.result import RunResult
 from bootstrap.engine.runner import RunState, run_tree
 from bootstrap.join.copycerts import parse_certificate_key
 from bootstrap.phases.certs import SharedPKI
-from bootstrap.phases.cluster_api import ADMIN_CONF
+from bootstrap.phases.cluster_api import ADMIN_CONF, preload_client
 from bootstrap.phases.tree import INIT
 from bootstrap.phases.upload_certs import CertificateUpload
 from bootstrap.render.kubeconfig import with_server
@@ -104,7 +104,9 @@ def init_fleet(opts: FleetOptions, events: Events | None = None, *, tree: Tree =
     names = [h.name for h in plan.inv.hosts if not opts.limit or h.name in opts.limit]
     where = f"rendering into {opts.rootfs}" if opts.rootfs else "connecting to"
     events.note(f"{where} {len(names)} hosts")
-    conns = connect(plan.inv, names, opts)
+    if not opts.dry_run and opts.rootfs is None:
+        preload_client()
+    conns = connect(plan.inv, names, opts, read_ahead="init")
     try:
         run = run_state(plan, names, conns, opts, events)
         first = run.contexts.get(run.first_control_plane)

@@ -5,7 +5,11 @@ connections, or with --rootfs one directory per host) and the RunState the engin
 
 from __future__ import annotations
 
+import hashlib
+import os
+import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from bootstrap.spec.model import ClusterSpec
 from bootstrap.transport.base import Target
 from bootstrap.transport.cache import ReadAheadTarget
 from bootstrap.transport.local import LocalTarget
+from bootstrap.transport.snapshot import Asked, SnapshotTarget, load_predictions, save_predictions
 from bootstrap.transport.trace import maybe_trace
 from bootstrap.workflow.fleet_spec import fleet_cluster_spec, node_specs
 from bootstrap.workflow.options import Events, FleetOptions
@@ -111,10 +116,12 @@ def bundle_for(inv: Inventory, override: str | None, *, verify: bool = True) -> 
 
 
 def connect(
-    inv: Inventory, names: list[str], opts: FleetOptions
+    inv: Inventory, names: list[str], opts: FleetOptions, *, read_ahead: str | None = None
 ) -> dict[str, Target | KbootstrapError]:
     """One target per host: an SSH connection (host keys verified), or with --rootfs the directory
-    ROOTFS/<host>/ (nothing is contacted). A host that cannot be reached is its error."""
+    ROOTFS/<host>/ (nothing is contacted). A host that cannot be reached is its error.
+    read_ahead: the command's name, to ask each host at once what that command's last run on this
+    inventory asked it (transport/snapshot.py); `close` keeps what this run asked."""
     if opts.rootfs is not None:
         root = Path(opts.rootfs)
         return {n: LocalTarget(root / n, name=n) for n in names}
@@ -135,9 +142,31 @@ def connect(
         if h.name in names
     ]
     out: dict[str, Target | KbootstrapError] = {}
-    for name, conn in connect_all(hosts, forks=opts.forks, tofu=opts.tofu).items():
-        out[name] = conn if isinstance(conn, KbootstrapError) else ReadAheadTarget(maybe_trace(conn))
+    connected = connect_all(hosts, forks=opts.forks, tofu=opts.tofu)
+    if read_ahead is None:
+        for name, conn in connected.items():
+            out[name] = conn if isinstance(conn, KbootstrapError) else ReadAheadTarget(maybe_trace(conn))
+        return out
+    file = predictions_file(inv, read_ahead)
+    predicted, changed = load_predictions(file), threading.Event()
+    snapshots: list[SnapshotTarget] = []
+    for name, conn in connected.items():
+        if isinstance(conn, KbootstrapError):
+            out[name] = conn
+            continue
+        snapshot = SnapshotTarget(maybe_trace(conn), predicted.get(name), changed, prediction_file=file)
+        snapshots.append(snapshot)
+        out[name] = ReadAheadTarget(snapshot)
+    with ThreadPoolExecutor(max_workers=max(1, min(opts.forks, len(snapshots) or 1))) as pool:
+        list(pool.map(SnapshotTarget.warm, snapshots))
     return out
+
+
+def predictions_file(inv: Inventory, command: str) -> Path:
+    """Where a command's read-ahead for this inventory is kept (one file per inventory and command)."""
+    key = hashlib.sha256(str(inv.path.resolve()).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "kbootstrap" / "read-ahead" / f"{key}-{command}.json"
 
 
 def one_line(exc: BaseException) -> str:
@@ -190,6 +219,14 @@ def run_state(
 
 
 def close(conns: Mapping[str, Target | KbootstrapError]) -> None:
+    """Close every connection, and keep what the run asked each host for the next run's read-ahead."""
+    asked: dict[Path, dict[str, Asked]] = {}
+    for name, c in conns.items():
+        snapshot = getattr(c, "inner", None)
+        if isinstance(snapshot, SnapshotTarget) and snapshot.prediction_file is not None:
+            asked.setdefault(snapshot.prediction_file, {})[name] = snapshot.asked
+    for file, hosts in asked.items():
+        save_predictions(file, hosts)
     for c in conns.values():
         close_fn = getattr(c, "close", None)
         if close_fn is not None and not isinstance(c, KbootstrapError):

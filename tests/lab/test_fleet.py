@@ -49,8 +49,8 @@ def failing_checks(report: dict[str, Any]) -> list[str]:
     return [m for m in re.findall(r'\{[^{}]*"status": "(?:fail|error)"[^{}]*\}', text)][:10]
 
 
-def init_json(inventory: Path, pki_dir: Path, *extra: str) -> tuple[int, dict[str, Any]]:
-    proc = kbootstrap("init", "-i", str(inventory), "--pki-dir", str(pki_dir), "-o", "json", *extra)
+def init_json(inventory: Path, pki_dir: Path, *extra: str, timeout: float = 300) -> tuple[int, dict[str, Any]]:
+    proc = kbootstrap("init", "-i", str(inventory), "--pki-dir", str(pki_dir), "-o", "json", *extra, timeout=timeout)
     try:
         return proc.returncode, json.loads(proc.stdout)
     except json.JSONDecodeError:
