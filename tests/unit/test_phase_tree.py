@@ -26,7 +26,7 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
 
 
 def phase_commands() -> list[str]:
-    group = main.commands["init"].commands["phase"]  # type: ignore[attr-defined]
+    group = main.get_command(click.Context(main), "init").commands["phase"]  # type: ignore[union-attr]
     out = []
 
     def walk(cmd: click.Command, prefix: str) -> None:
