@@ -283,7 +283,7 @@ def run_container_runtime(ctx: RunContext) -> None:
     why = ", ".join(p.rsplit("/", 1)[-1] for p in changed)
     ctx.service("containerd", restart=bool(changed), why=f"{why} changed", daemon_reload=unit_changed)
     if ctx.live and not ctx.dry_run:
-        result = ctx.fact(CRI_WAIT, timeout=30)
+        result = ctx.fact(CRI_WAIT, timeout=30, wait=True)
         if result is not None and not result.ok:
             raise PhaseError(
                 f"containerd on {ctx.name}: {result.stderr.strip()}", hint="see `journalctl -u containerd`"

@@ -71,11 +71,12 @@ class Target(Protocol):
         ...
 
 
-def read_only(target: Target, script: str, *, timeout: float | None = None) -> CommandResult:
+def read_only(target: Target, script: str, *, timeout: float | None = None, wait: bool = False) -> CommandResult:
     """Run a script that changes nothing on the node: a target that caches reads (transport/cache.py,
-    snapshot.py) keeps what such a script cannot invalidate."""
+    snapshot.py) keeps what such a script cannot invalidate. wait: the script waits for something
+    to happen (a health loop), so its answer is only ever the present one."""
     fact = getattr(target, "fact", None)
-    return fact(script, timeout=timeout) if fact is not None else target.run(script, timeout=timeout)
+    return fact(script, timeout=timeout, wait=wait) if fact is not None else target.run(script, timeout=timeout)
 
 
 class ShellError(Exception):

@@ -9,8 +9,9 @@ state from its first change on.
 The prediction is a list of paths and scripts (scripts never carry a secret: those go in files),
 kept on the control machine, 0600. The answers (file contents, keys among them) live in memory for
 the run only. Each answer serves once: a second identical request (a poll waiting for something
-to change) goes to the node. A fact that took longer than FAST_FACT last time (a wait) is not
-predicted: asked early, it would hold the whole read-ahead.
+to change) goes to the node. A fact that waits for something (`wait=True`: health loops) is never
+predicted, nor one that took longer than FAST_FACT last time: asked early, it would hold the whole
+read-ahead (on a fresh machine, for minutes).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from bootstrap.transport.base import (
 from bootstrap.transport.batch import commands_batch, parse_commands_batch
 
 FAST_FACT = 1.0  # seconds: slower facts (waits) are asked live
-WARM_TIMEOUT = 60.0
+WARM_TIMEOUT = 30.0
 
 
 @dataclass
@@ -140,7 +141,9 @@ class SnapshotTarget:
                 return self._lists.pop(path)
         return self.inner.list_dir(path)
 
-    def fact(self, script: str, *, timeout: float | None = None) -> CommandResult:
+    def fact(self, script: str, *, timeout: float | None = None, wait: bool = False) -> CommandResult:
+        if wait:  # asked early, a wait would hold the read-ahead, and answer with the past
+            return self.inner.run(script, timeout=timeout)
         with self._lock:
             answer = self._facts.pop(script, None) if self._valid() else None
         if answer is not None:
@@ -184,15 +187,21 @@ class SnapshotTarget:
 
 
 # ---- predictions on the control machine ------------------------------------------------------------
+FORMAT = 2  # a file of another format (what an earlier kbootstrap asked) is not used
+
+
 def load_predictions(path: Path) -> dict[str, Asked]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return {str(h): Asked.from_json(a) for h, a in data.items()} if isinstance(data, dict) else {}
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("hosts"), dict):
+        return {}
+    return {str(h): Asked.from_json(a) for h, a in data["hosts"].items()}
 
 
 def save_predictions(path: Path, asked: dict[str, Asked]) -> None:
     """Best effort: a rerun without a prediction is only slower."""
+    hosts = {h: asdict(a) for h, a in sorted(asked.items())}
     with contextlib.suppress(OSError):
-        write_atomic(path, json.dumps({h: asdict(a) for h, a in sorted(asked.items())}), mode=0o600)
+        write_atomic(path, json.dumps({"format": FORMAT, "hosts": hosts}), mode=0o600)

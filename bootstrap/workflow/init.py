@@ -106,7 +106,8 @@ def init_fleet(opts: FleetOptions, events: Events | None = None, *, tree: Tree =
     events.note(f"{where} {len(names)} hosts")
     if not opts.dry_run and opts.rootfs is None:
         preload_client()
-    conns = connect(plan.inv, names, opts, read_ahead="init")
+    # The read-ahead predicts a whole init from the last one; one phase asks too little for it.
+    conns = connect(plan.inv, names, opts, read_ahead="init" if opts.only is None else None)
     try:
         run = run_state(plan, names, conns, opts, events)
         first = run.contexts.get(run.first_control_plane)

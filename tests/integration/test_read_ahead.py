@@ -75,8 +75,14 @@ def test_the_first_change_on_any_host_ends_every_snapshot(tmp_path: Path) -> Non
     assert this.read_many([str(tmp_path / "a")])[str(tmp_path / "a")].content == b"two\n"  # type: ignore[union-attr]
 
 
-def test_a_slow_fact_is_asked_live_and_not_predicted(tmp_path: Path) -> None:
+def test_a_slow_fact_or_a_wait_is_asked_live_and_not_predicted(tmp_path: Path) -> None:
     t = SnapshotTarget(Counting(), None, threading.Event())
     t.fact("sleep 1.2")
     t.fact("true")
+    t.fact("test -d /", wait=True)  # a health loop that found its answer at once, this time
     assert t.asked.facts == ["true"]
+    inner = Counting()
+    again = SnapshotTarget(inner, Asked(facts=["test -d /"]), threading.Event())
+    again.warm()
+    again.fact("test -d /", wait=True)
+    assert again.served == 0 and inner.calls == 2
