@@ -101,13 +101,14 @@ class RunContext:
         if prefetch is not None:
             prefetch(paths)
 
-    def fact(self, script: str, *, timeout: float | None = 60, wait: bool = False) -> CommandResult | None:
+    def fact(self, script: str, *, timeout: float | None = 60, now: bool = False) -> CommandResult | None:
         """A read-only command on a live node (it runs in a dry run too); None under --rootfs.
-        wait: it waits for something to happen (always asked at the moment, never read ahead)."""
+        now: asked at the moment, never read ahead (a wait for something to happen; a check that only
+        follows a change)."""
         if not self.live:
             return None
         self.flush()
-        return read_only(self.target, script, timeout=timeout, wait=wait)
+        return read_only(self.target, script, timeout=timeout, now=now)
 
     def bookkeeping(self, script: str, *, timeout: float | None = 60) -> None:
         """A command that changes the node but is not a change to report (our checksum stamps,

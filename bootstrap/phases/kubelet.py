@@ -116,7 +116,7 @@ def wait_healthy(ctx: RunContext) -> None:
         f"if [ ! -f {KUBERNETES_DIR}/kubelet.conf ]; then exit 0; fi; i=0; "
         f"until curl -sf --max-time 2 -o /dev/null http://127.0.0.1:10248/healthz; do "
         f"i=$((i+1)); if [ $i -ge {HEALTH_WAIT} ]; then exit 1; fi; sleep 1; done",
-        timeout=HEALTH_WAIT + 30, wait=True,
+        timeout=HEALTH_WAIT + 30, now=True,
     )
     if result is not None and result.exit_code == 1:
         ctx.warn("kubelet health", f"the kubelet does not answer /healthz {HEALTH_WAIT}s after its start "

@@ -25,7 +25,7 @@ def run(ctx: RunContext) -> None:
     path = shlex.quote(KUBELET_CLIENT_CURRENT)
     wait = 0 if ctx.dry_run else CERT_WAIT  # a dry run starts no kubelet: nothing to wait for
     rotated = ctx.fact(f"i=0; while [ $i -le {wait} ]; do test -f {path} && exit 0; [ $i -lt {wait} ] && sleep 1; "
-                       "i=$((i+1)); done; exit 1", timeout=CERT_WAIT + 30, wait=True)
+                       "i=$((i+1)); done; exit 1", timeout=CERT_WAIT + 30, now=True)
     if rotated is None:
         ctx.skip(KUBELET_CONF, "not a live host (--rootfs): the kubelet has no rotated certificate here")
         return

@@ -135,7 +135,7 @@ if ! timeout 3 bash -c {probe} 2>/dev/null; then echo unreachable; exit 0; fi
 if command -v curl >/dev/null; then
   curl -sk --max-time 3 -o /dev/null -w '%{{http_code}}\\n' {url} || echo tls-failed
 else echo tcp-ok; fi
-""", timeout=15, wait=True)
+""", timeout=15, now=True)
     if result is None:
         ctx.skip(what, "not a live host (--rootfs)")
         return

@@ -195,7 +195,7 @@ def install_files(ctx: RunContext, items: list[Install]) -> list[str]:
         ctx.target.write_many([(it.dest, it.src.read_bytes(), it.mode, None) for it in todo])
         verify = "\n".join(f"echo \"hashed $(sha256sum {shlex.quote(it.dest)} | cut -d' ' -f1) {it.dest}\""
                            for it in todo)
-        got = _sums(ctx.fact(verify))
+        got = _sums(ctx.fact(verify, now=True))
         bad = [it.dest for it in todo if got.get(it.dest, ("", ""))[1] != it.sha256]
         if bad:
             raise PhaseError(f"checksum mismatch after copy to {ctx.name}: {', '.join(bad)}")
@@ -283,7 +283,7 @@ def run_container_runtime(ctx: RunContext) -> None:
     why = ", ".join(p.rsplit("/", 1)[-1] for p in changed)
     ctx.service("containerd", restart=bool(changed), why=f"{why} changed", daemon_reload=unit_changed)
     if ctx.live and not ctx.dry_run:
-        result = ctx.fact(CRI_WAIT, timeout=30, wait=True)
+        result = ctx.fact(CRI_WAIT, timeout=30, now=True)
         if result is not None and not result.ok:
             raise PhaseError(
                 f"containerd on {ctx.name}: {result.stderr.strip()}", hint="see `journalctl -u containerd`"

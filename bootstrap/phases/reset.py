@@ -135,14 +135,19 @@ def leave_etcd(ctx: RunContext) -> None:
     ctx.record("etcd member", Status.UPDATED, f"removed member {format(own, 'x')} from the etcd cluster")
 
 
+RUNNING_STATES = ("active", "activating", "reloading", "deactivating", "refreshing")
+
+
 def stop_service(ctx: RunContext, unit: str, *, disable: bool = False) -> None:
     """Stop a unit that runs (reported); one that does not is left alone (and said so)."""
     item = f"stop {unit}"
-    active = ctx.fact(f"systemctl is-active --quiet {unit}")
-    if active is None:
+    state = ctx.fact(f"systemctl is-active {unit}")
+    if state is None:
         ctx.skip(item, "--rootfs: no service is stopped, nothing is unmounted")
         return
-    if not active.ok:
+    # Not only `active`: a unit between restarts (a kubelet crash-looping after a reboot) is
+    # `activating`, and would be running again a moment after a reset that left it alone.
+    if state.stdout.strip() not in RUNNING_STATES:
         if not disable:
             ctx.record(item, Status.UNCHANGED, f"the {unit} is not running")
             return

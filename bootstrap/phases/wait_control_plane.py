@@ -48,7 +48,7 @@ for entry in {wanted}; do
   echo "$name healthy after $(( $(date +%s) - start ))s"
 done
 """
-    result = ctx.fact(script, timeout=HEALTH_TIMEOUT + 60, wait=True)
+    result = ctx.fact(script, timeout=HEALTH_TIMEOUT + 60, now=True)
     assert result is not None
     for line in result.stdout.splitlines():
         name = line.split(" ", 1)[0]

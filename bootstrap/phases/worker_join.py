@@ -78,7 +78,7 @@ def wait_for_bootstrap(ctx: RunContext) -> None:
     path = shlex.quote(KUBELET_KUBECONFIG)
     script = (f"i=0; while [ $i -lt {TLS_BOOTSTRAP_TIMEOUT} ]; do test -s {path} && "
               f"echo \"after $i s\" && exit 0; sleep 1; i=$((i+1)); done; exit 3")
-    result = ctx.fact(script, timeout=TLS_BOOTSTRAP_TIMEOUT + 30, wait=True)
+    result = ctx.fact(script, timeout=TLS_BOOTSTRAP_TIMEOUT + 30, now=True)
     assert result is not None
     if not result.ok:
         raise PhaseError(

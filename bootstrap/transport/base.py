@@ -71,12 +71,12 @@ class Target(Protocol):
         ...
 
 
-def read_only(target: Target, script: str, *, timeout: float | None = None, wait: bool = False) -> CommandResult:
+def read_only(target: Target, script: str, *, timeout: float | None = None, now: bool = False) -> CommandResult:
     """Run a script that changes nothing on the node: a target that caches reads (transport/cache.py,
-    snapshot.py) keeps what such a script cannot invalidate. wait: the script waits for something
-    to happen (a health loop), so its answer is only ever the present one."""
+    snapshot.py) keeps what such a script cannot invalidate. now: asked at the moment it is needed,
+    never read ahead (a wait for something to happen; a check that only follows a change)."""
     fact = getattr(target, "fact", None)
-    return fact(script, timeout=timeout, wait=wait) if fact is not None else target.run(script, timeout=timeout)
+    return fact(script, timeout=timeout, now=now) if fact is not None else target.run(script, timeout=timeout)
 
 
 class ShellError(Exception):

@@ -82,11 +82,11 @@ class ReadAheadTarget:
         self._dir_modes.clear()
         return self.inner.run(script, timeout=timeout)
 
-    def fact(self, script: str, *, timeout: float | None = None, wait: bool = False) -> CommandResult:
+    def fact(self, script: str, *, timeout: float | None = None, now: bool = False) -> CommandResult:
         """A read-only script: file contents are forgotten (the node's own processes may write
         files meanwhile), directory modes kept."""
         self._cache.clear()
-        return read_only(self.inner, script, timeout=timeout, wait=wait)
+        return read_only(self.inner, script, timeout=timeout, now=now)
 
     def close(self) -> None:
         close = getattr(self.inner, "close", None)

@@ -9,7 +9,7 @@ state from its first change on.
 The prediction is a list of paths and scripts (scripts never carry a secret: those go in files),
 kept on the control machine, 0600. The answers (file contents, keys among them) live in memory for
 the run only. Each answer serves once: a second identical request (a poll waiting for something
-to change) goes to the node. A fact that waits for something (`wait=True`: health loops) is never
+to change) goes to the node. A fact that waits for something (`now=True`: health loops) is never
 predicted, nor one that took longer than FAST_FACT last time: asked early, it would hold the whole
 read-ahead (on a fresh machine, for minutes).
 """
@@ -141,8 +141,8 @@ class SnapshotTarget:
                 return self._lists.pop(path)
         return self.inner.list_dir(path)
 
-    def fact(self, script: str, *, timeout: float | None = None, wait: bool = False) -> CommandResult:
-        if wait:  # asked early, a wait would hold the read-ahead, and answer with the past
+    def fact(self, script: str, *, timeout: float | None = None, now: bool = False) -> CommandResult:
+        if now:  # a wait asked early would hold the read-ahead, and answer with the past
             return self.inner.run(script, timeout=timeout)
         with self._lock:
             answer = self._facts.pop(script, None) if self._valid() else None
@@ -201,7 +201,10 @@ def load_predictions(path: Path) -> dict[str, Asked]:
 
 
 def save_predictions(path: Path, asked: dict[str, Asked]) -> None:
-    """Best effort: a rerun without a prediction is only slower."""
-    hosts = {h: asdict(a) for h, a in sorted(asked.items())}
+    """Best effort: a rerun without a prediction is only slower. A host that asked nothing this
+    time (a run refused before its phases) keeps what its last run asked."""
+    hosts = {h: asdict(a) for h, a in load_predictions(path).items()}
+    hosts |= {h: asdict(a) for h, a in asked.items() if a.reads or a.dirs or a.lists or a.facts}
+    hosts = dict(sorted(hosts.items()))
     with contextlib.suppress(OSError):
         write_atomic(path, json.dumps({"format": FORMAT, "hosts": hosts}), mode=0o600)

@@ -226,7 +226,7 @@ def close(conns: Mapping[str, Target | KbootstrapError]) -> None:
         if isinstance(snapshot, SnapshotTarget) and snapshot.prediction_file is not None:
             asked.setdefault(snapshot.prediction_file, {})[name] = snapshot.asked
     for file, hosts in asked.items():
-        save_predictions(file, hosts)
+        save_predictions(file, hosts)  # a host that asked nothing (a run refused early) keeps its last
     for c in conns.values():
         close_fn = getattr(c, "close", None)
         if close_fn is not None and not isinstance(c, KbootstrapError):

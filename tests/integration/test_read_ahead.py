@@ -79,10 +79,10 @@ def test_a_slow_fact_or_a_wait_is_asked_live_and_not_predicted(tmp_path: Path) -
     t = SnapshotTarget(Counting(), None, threading.Event())
     t.fact("sleep 1.2")
     t.fact("true")
-    t.fact("test -d /", wait=True)  # a health loop that found its answer at once, this time
+    t.fact("test -d /", now=True)  # a health loop that found its answer at once, this time
     assert t.asked.facts == ["true"]
     inner = Counting()
     again = SnapshotTarget(inner, Asked(facts=["test -d /"]), threading.Event())
     again.warm()
-    again.fact("test -d /", wait=True)
+    again.fact("test -d /", now=True)
     assert again.served == 0 and inner.calls == 2
