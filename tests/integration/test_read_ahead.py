@@ -8,27 +8,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from bootstrap.transport.base import CommandResult
-from bootstrap.transport.local import LocalTarget
+from kbtest import CountingLocalTarget
+
 from bootstrap.transport.snapshot import Asked, SnapshotTarget, load_predictions, save_predictions
-
-
-class Counting(LocalTarget):
-    def __init__(self) -> None:
-        super().__init__("/", name="here")
-        self.calls = 0
-
-    def run(self, script: str, *, timeout: float | None = None) -> CommandResult:
-        self.calls += 1
-        return super().run(script, timeout=timeout)
-
-    def read_many(self, paths):  # type: ignore[no-untyped-def]
-        self.calls += 1
-        return super().read_many(paths)
-
-    def dir_mode(self, path: str) -> int | None:
-        self.calls += 1
-        return super().dir_mode(path)
 
 
 def requests(t: SnapshotTarget, tmp: Path) -> tuple[object, ...]:
@@ -45,13 +27,13 @@ def requests(t: SnapshotTarget, tmp: Path) -> tuple[object, ...]:
 
 def test_a_rerun_is_answered_in_two_round_trips_with_the_live_answers(tmp_path: Path) -> None:
     (tmp_path / "a").write_text("one\n")
-    first = SnapshotTarget(Counting(), None, threading.Event())
+    first = SnapshotTarget(CountingLocalTarget(), None, threading.Event())
     live = requests(first, tmp_path)
     save_predictions(tmp_path.parent / f"{tmp_path.name}.json", {"here": first.asked})
     predicted = load_predictions(tmp_path.parent / f"{tmp_path.name}.json")["here"]
     assert predicted.facts and predicted.reads and predicted.dirs and predicted.lists
 
-    inner = Counting()
+    inner = CountingLocalTarget()
     second = SnapshotTarget(inner, predicted, threading.Event())
     second.warm()
     assert inner.calls == 2  # one read of the files, one script for the rest
@@ -66,7 +48,8 @@ def test_the_first_change_on_any_host_ends_every_snapshot(tmp_path: Path) -> Non
     (tmp_path / "a").write_text("one\n")
     predicted = Asked(reads=[str(tmp_path / "a")], facts=[f"cat {tmp_path}/a"])
     changed = threading.Event()
-    this, other = SnapshotTarget(Counting(), predicted, changed), SnapshotTarget(Counting(), predicted, changed)
+    this = SnapshotTarget(CountingLocalTarget(), predicted, changed)
+    other = SnapshotTarget(CountingLocalTarget(), predicted, changed)
     this.warm()
     other.warm()
     (tmp_path / "a").write_text("two\n")
@@ -76,12 +59,12 @@ def test_the_first_change_on_any_host_ends_every_snapshot(tmp_path: Path) -> Non
 
 
 def test_a_slow_fact_or_a_wait_is_asked_live_and_not_predicted(tmp_path: Path) -> None:
-    t = SnapshotTarget(Counting(), None, threading.Event())
+    t = SnapshotTarget(CountingLocalTarget(), None, threading.Event())
     t.fact("sleep 1.2")
     t.fact("true")
     t.fact("test -d /", now=True)  # a health loop that found its answer at once, this time
     assert t.asked.facts == ["true"]
-    inner = Counting()
+    inner = CountingLocalTarget()
     again = SnapshotTarget(inner, Asked(facts=["test -d /"]), threading.Event())
     again.warm()
     again.fact("test -d /", now=True)

@@ -6,21 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import testinfra.host
+from kbtest import CountingLocalTarget
 
 from bootstrap.spec.load import build_spec
-from bootstrap.transport.base import CommandResult
-from bootstrap.transport.local import LocalTarget
 from bootstrap.validate.nodes import NodeCheck, TargetBackend, run_checks
-
-
-class Counting(LocalTarget):
-    def __init__(self) -> None:
-        super().__init__("/", name="here")
-        self.runs = 0
-
-    def run(self, script: str, *, timeout: float | None = None) -> CommandResult:
-        self.runs += 1
-        return super().run(script, timeout=timeout)
 
 
 def checks(tmp: Path) -> list[NodeCheck]:
@@ -44,7 +33,7 @@ def checks(tmp: Path) -> list[NodeCheck]:
 
 def test_prefetch_gives_the_same_results_in_one_round_trip(tmp_path: Path) -> None:
     spec = build_spec({"apiserver_advertise_address": "10.0.0.1", "node_name": "cp1"})
-    direct_target, fetched_target = Counting(), Counting()
+    direct_target, fetched_target = CountingLocalTarget(), CountingLocalTarget()
     direct = [(r.check.id, r.status, r.message) for r in run_checks(
         testinfra.host.Host(_NoPrefetch(direct_target)), checks(tmp_path), spec)]
     fetched = [(r.check.id, r.status, r.message) for r in run_checks(
