@@ -125,31 +125,32 @@ class SnapshotTarget:
     def read(self, path: str) -> FileState | None:
         return self.read_many([path])[path]
 
+    def _take(self, store: dict[str, Any], key: str) -> tuple[bool, Any]:
+        """(True, the answer) once per answer while the snapshot holds, else (False, None)."""
+        with self._lock:
+            if not self._valid() or key not in store:
+                return False, None
+            self.served += 1
+            return True, store.pop(key)
+
     def dir_mode(self, path: str) -> int | None:
         self._note(self.asked.dirs, path)
-        with self._lock:
-            if self._valid() and path in self._dirs:
-                self.served += 1
-                return self._dirs.pop(path)
-        return self.inner.dir_mode(path)
+        hit, mode = self._take(self._dirs, path)
+        return mode if hit else self.inner.dir_mode(path)
 
     def list_dir(self, path: str) -> list[str] | None:
         self._note(self.asked.lists, path)
-        with self._lock:
-            if self._valid() and path in self._lists:
-                self.served += 1
-                return self._lists.pop(path)
-        return self.inner.list_dir(path)
+        hit, names = self._take(self._lists, path)
+        return names if hit else self.inner.list_dir(path)
 
     def fact(self, script: str, *, timeout: float | None = None, now: bool = False) -> CommandResult:
         if now:  # a wait asked early would hold the read-ahead, and answer with the past
             return self.inner.run(script, timeout=timeout)
-        with self._lock:
-            answer = self._facts.pop(script, None) if self._valid() else None
-        if answer is not None:
-            self.served += 1
+        hit, answer = self._take(self._facts, script)
+        if hit:
             self._note(self.asked.facts, script)
-            return answer
+            result: CommandResult = answer
+            return result
         started = time.monotonic()
         result = self.inner.run(script, timeout=timeout)
         if time.monotonic() - started < FAST_FACT:
