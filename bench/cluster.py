@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from kbtest import KUBECTL
 
-from bootstrap.lab.inventory import ensure_lab_bundle
+from bootstrap.lab.inventory import LAB_EVICTION_HARD, ensure_lab_bundle
 from bootstrap.lab.state import LabState
 from bootstrap.lab.testing import running_lab, sh, unique_name
 from bootstrap.render import kubelet as kubelet_render
@@ -145,6 +145,7 @@ nodeRegistration:
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 failCgroupV1: false
+evictionHard: {json.dumps(LAB_EVICTION_HARD)}
 """
 
 

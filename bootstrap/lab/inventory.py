@@ -111,6 +111,10 @@ def ensure_lab_bundle() -> Path:
     return path
 
 
+LAB_EVICTION_HARD = {"memory.available": "100Mi", "nodefs.available": "2Gi", "nodefs.inodesFree": "5%",
+                     "imagefs.available": "2Gi", "imagefs.inodesFree": "5%"}
+
+
 def lab_vars(lab: LabState) -> dict[str, Any]:
     components = lab_components()
     version = components.release if components is not None else DEFAULT_KUBERNETES_VERSION
@@ -132,6 +136,12 @@ def lab_vars(lab: LabState) -> dict[str, Any]:
         # Lab machines run on this host's kernel, whose cgroups are v1: a kubelet from v1.35 refuses
         # to start there unless told (KubeletConfiguration failCgroupV1; Kubespray's variable).
         "kubelet_fail_cgroup_v1": False,
+        # Lab machines share this host's disk, whose free space other work on the host moves. The
+        # kubelet's default thresholds are shares of that whole disk (imagefs 15% of 252G is 38G):
+        # below them every node at once evicts and refuses pods. Absolute floors judge the lab's own
+        # use (Kubespray's variables).
+        "eviction_hard": LAB_EVICTION_HARD,
+        "eviction_hard_control_plane": LAB_EVICTION_HARD,
         # Lab machines have at most this host's capabilities. Without CAP_SYS_RESOURCE nothing in
         # them may lower an OOM score, and runc fails every pod sandbox (containerd gives it -998)
         # with "can't get final child's PID from pipe": containerd must clamp scores to its own

@@ -406,6 +406,40 @@ def runtime_values(v: dict[str, Any], where: str, put: Callable[[str, Any, str],
         put("kubelet_configuration.failCgroupV1", ansible_bool(v["kubelet_fail_cgroup_v1"]), "kubelet_fail_cgroup_v1")
 
 
+# The kubelet's eviction signals (Linux) and what a threshold may be: a quantity or a percentage.
+EVICTION_SIGNALS = ("memory.available", "nodefs.available", "nodefs.inodesFree", "imagefs.available",
+                    "imagefs.inodesFree", "containerfs.available", "containerfs.inodesFree", "pid.available",
+                    "allocatableMemory.available")
+_THRESHOLD = re.compile(r"^(\d+(\.\d+)?%|\d+(\.\d+)?([KMGTPE]i?|[mkMGTPE])?)$")
+
+
+def eviction_thresholds(value: Any, where: str) -> dict[str, str]:
+    """Kubespray's eviction_hard / eviction_hard_control_plane: signal -> threshold, checked here
+    because the kubelet would only say so in its journal and never start."""
+    if not isinstance(value, dict):
+        raise ConfigError(where, "must be a mapping of eviction signal to threshold",
+                          hint="e.g. {memory.available: 100Mi, nodefs.available: 10%}")
+    out: dict[str, str] = {}
+    for signal, threshold in value.items():
+        if signal not in EVICTION_SIGNALS:
+            raise ConfigError(f"{where}.{signal}", "is not a kubelet eviction signal",
+                              hint=f"use one of {', '.join(EVICTION_SIGNALS)}")
+        if not _THRESHOLD.match(str(threshold).strip()):
+            raise ConfigError(f"{where}.{signal}", f"{threshold!r} is not a quantity or a percentage",
+                              hint="e.g. 100Mi, 2Gi or 10%")
+        out[str(signal)] = str(threshold).strip()
+    return out
+
+
+def kubelet_role_values(v: dict[str, Any], where: str, put: Callable[[str, Any, str], None]) -> None:
+    """As Kubespray's kubelet template: control planes take eviction_hard_control_plane, every other
+    node eviction_hard; either one replaces the kubelet's defaults for that role."""
+    for var, role in (("eviction_hard", "worker"), ("eviction_hard_control_plane", "control-plane")):
+        if v.get(var):
+            put(f"kubelet_role_configuration.{role}", {"evictionHard": eviction_thresholds(v[var], f"{where}: {var}")},
+                var)
+
+
 def network_values(v: dict[str, Any], where: str, put: Callable[[str, Any, str], None]) -> None:
     """kube_network_plugin (our default kube-router: Kubespray's calico is not built here) and the
     kube_router_* switches; kube_proxy_mode into the KubeProxyConfiguration."""
@@ -481,6 +515,7 @@ def kubespray_values(v: dict[str, Any], where: str) -> Values:
     ]
     put("proxy_env", proxy, "http_proxy/https_proxy/no_proxy")
     runtime_values(v, where, put)
+    kubelet_role_values(v, where, put)
     network_values(v, where, put)
     for ours in ("kbootstrap_hardening",):
         if v.get(ours):

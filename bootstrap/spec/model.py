@@ -234,6 +234,9 @@ class ClusterSpec(Frozen):
     feature_gates: dict[str, bool] = Field(default_factory=dict)
     bootstrap_tokens: tuple[BootstrapToken, ...] = ()
     kubelet_configuration: dict[str, Any] = Field(default_factory=dict)  # user KubeletConfiguration
+    # Inventories: KubeletConfiguration fields per role ("control-plane", "worker"), laid under each
+    # host's kubelet_configuration by workflow/fleet_spec.node_spec (Kubespray's eviction_hard*).
+    kubelet_role_configuration: dict[str, dict[str, Any]] = Field(default_factory=dict)
     kube_proxy_configuration: dict[str, Any] = Field(default_factory=dict)  # user KubeProxyConfiguration
     dns: DNSAddon = DNSAddon()
     proxy_disabled: bool = False  # ClusterConfiguration.proxy.disabled

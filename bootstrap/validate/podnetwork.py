@@ -111,7 +111,9 @@ def _pod_problem(pod: dict[str, Any]) -> str | None:
                 message = (info.get("message") or "").strip().splitlines()
                 return f"{reason}: {message[0]}" if message else reason
     if status.get("phase") != "Running":
-        return f"phase {status.get('phase') or 'unknown'}"
+        # A pod the kubelet refused (Evicted under disk pressure, OutOfcpu, ...) says why here.
+        why = ": ".join(str(status[k]).strip() for k in ("reason", "message") if status.get(k))
+        return f"phase {status.get('phase') or 'unknown'}" + (f" ({why})" if why else "")
     return None
 
 

@@ -57,13 +57,17 @@ def node_spec(cluster: ClusterSpec, host: InventoryHost, members: tuple[EtcdMemb
     """The cluster spec as seen from one host: its address, its name, the etcd members, validated
     as a spec of its own (a per-host value can be as wrong as a cluster one). The kubelet gets
     --node-ip = the inventory's ip, as Kubespray sets it: on a host with more than one address it
-    would otherwise register the default route's. A node-ip in kubeletExtraArgs wins."""
+    would otherwise register the default route's. A node-ip in kubeletExtraArgs wins. The host's
+    role picks its kubelet fields from kubelet_role_configuration."""
     extra = cluster.node.kubelet_extra_args
     if not any(a.name == "node-ip" for a in extra):
         extra = (*extra, Arg(name="node-ip", value=host.ip))
     raw = cluster.model_dump()
     raw.update(advertise_address=host.ip, etcd_members=[m.model_dump() for m in members])
     raw["node"].update(name=host.name, kubelet_extra_args=[a.model_dump() for a in extra])
+    # The role's kubelet fields (inventory variables) under what a KubeletConfiguration document set.
+    role = cluster.kubelet_role_configuration.get("control-plane" if host.is_control_plane else "worker", {})
+    raw["kubelet_configuration"] = {**role, **raw["kubelet_configuration"]}
     where = f"host {host.name}"
     try:
         spec = ClusterSpec.model_validate(raw)

@@ -88,6 +88,20 @@ def kubectl(cluster: dict[str, Any], *args: str, stdin: str | None = None, timeo
     return proc.stdout
 
 
+def trouble(cluster: dict[str, Any], namespace: str) -> str:
+    """Why pods are not running: each such pod's phase, reason and message, and every node condition
+    that is not as it should be (DiskPressure, MemoryPressure, ... True; Ready not True)."""
+    pods = json.loads(kubectl(cluster, "-n", namespace, "get", "pods", "-o", "json", check=False) or "{}")
+    lines = [f"pod {p['metadata']['name']} on {p['spec'].get('nodeName')}: {p['status'].get('phase')} "
+             f"{p['status'].get('reason', '')} {p['status'].get('message', '')}".rstrip()
+             for p in pods.get("items", []) if p["status"].get("phase") != "Running"]
+    nodes = json.loads(kubectl(cluster, "get", "nodes", "-o", "json", check=False) or "{}")
+    lines += [f"node {n['metadata']['name']}: {c['type']}={c['status']} {c.get('message', '')}"
+              for n in nodes.get("items", []) for c in n["status"].get("conditions", [])
+              if (c["status"] == "True") != (c["type"] == "Ready")]
+    return "\n".join(lines) or "(every pod running, every node healthy)"
+
+
 def busybox_image() -> str:
     from bootstrap.artifacts.components import load_components
     from bootstrap.versions import DEFAULT_KUBERNETES_VERSION
@@ -193,8 +207,11 @@ def test_kubeadm_objects_are_there(cluster: dict[str, Any]) -> None:
 def test_seed_workloads_dns_services_and_pod_to_pod(cluster: dict[str, Any]) -> None:
     image = cluster["image"]
     kubectl(cluster, "apply", "-f", "-", stdin=SEED.replace("IMAGE", image))
-    kubectl(cluster, "-n", "seed", "rollout", "status", "deployment/web", "--timeout=120s", timeout=150)
-    kubectl(cluster, "-n", "seed", "rollout", "status", "daemonset/everywhere", "--timeout=120s", timeout=150)
+    try:
+        kubectl(cluster, "-n", "seed", "rollout", "status", "deployment/web", "--timeout=120s", timeout=150)
+        kubectl(cluster, "-n", "seed", "rollout", "status", "daemonset/everywhere", "--timeout=120s", timeout=150)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{trouble(cluster, 'seed')}") from None
     web = json.loads(kubectl(cluster, "-n", "seed", "get", "pods", "-l", "app=web", "-o", "json"))["items"]
     assert len(web) == 2 and len({p["spec"]["nodeName"] for p in web}) == 2  # anti-affinity: two nodes
     every = json.loads(kubectl(cluster, "-n", "seed", "get", "pods", "-l", "app=everywhere", "-o", "json"))["items"]
@@ -216,7 +233,7 @@ def test_seed_workloads_dns_services_and_pod_to_pod(cluster: dict[str, Any]) -> 
 
 def test_selectors_logs_and_exec(cluster: dict[str, Any]) -> None:
     web = kubectl(cluster, "-n", "seed", "get", "pods", "-l", "app=web", "-o", "name").split()
-    assert len(web) == 2
+    assert len(web) == 2, trouble(cluster, "seed")
     node = json.loads(kubectl(cluster, "-n", "seed", "get", web[0], "-o", "json"))["spec"]["nodeName"]
     on_node = kubectl(cluster, "-n", "seed", "get", "pods", "--field-selector", f"spec.nodeName={node}",
                       "-o", "name").split()
@@ -242,7 +259,7 @@ def test_netcheck_in_cluster_probes_dns_the_service_and_every_pod_pair(cluster: 
     """Netchecker cannot be built here (its modules are refused by the proxy): kbootstrap's own probe."""
     proc = kbootstrap("netcheck", "--in-cluster", "--image", cluster["image"], "--kubeconfig", str(cluster["admin"]),
                       "-o", "json", timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-1000:]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-1000:] + trouble(cluster, "kube-system")
     report = json.loads(proc.stdout)
     nodes = sorted(m.name for m in cluster["lab"].machines)
     assert sorted(a["node"] for a in report["agents"]) == nodes

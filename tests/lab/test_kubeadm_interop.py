@@ -38,8 +38,9 @@ def kubeadm_config(inventory: Path, address: str) -> str:
     """What a kubeadm user would write for this lab: the inventory's networks and release, and the
     kubelet settings the lab's machines need (kubelet_fail_cgroup_v1 and friends)."""
     spec = fleet_cluster_spec({}, load_inventory(str(inventory)))
+    fields = {**spec.kubelet_role_configuration.get("control-plane", {}), **spec.kubelet_configuration}
     kubelet = {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
-               **{k: v for k, v in spec.kubelet_configuration.items() if k not in ("apiVersion", "kind")}}
+               **{k: v for k, v in fields.items() if k not in ("apiVersion", "kind")}}
     docs: list[dict[str, Any]] = [
         {"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "InitConfiguration",
          "localAPIEndpoint": {"advertiseAddress": address},

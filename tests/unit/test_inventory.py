@@ -148,3 +148,43 @@ def test_ini_without_suffix_with_ungrouped_host_lines(tmp_path: Path) -> None:
         "kb-w1": ("192.168.56.12", 2200, "vagrant"),
     }
     assert loaded.host("kb-cp1").is_control_plane and loaded.host("kb-w1").is_worker
+
+
+def _eviction_inventory(tmp_path: Path, group_vars: dict[str, object]) -> Path:
+    (tmp_path / "group_vars" / "all").mkdir(parents=True)
+    (tmp_path / "group_vars" / "all" / "all.yml").write_text(yaml.safe_dump(group_vars))
+    p = tmp_path / "inventory.ini"
+    p.write_text("[kube_control_plane]\ncp ansible_host=10.0.0.1\n[etcd]\ncp\n[kube_node]\nw1 ansible_host=10.0.0.2\n")
+    return p
+
+
+def test_eviction_hard_per_role_as_kubesprays_kubelet_template(tmp_path: Path) -> None:
+    from bootstrap.render.kubelet import kubelet_config
+    from bootstrap.workflow.fleet_spec import fleet_cluster_spec, node_specs
+
+    inv = load_inventory(str(_eviction_inventory(tmp_path, {
+        "eviction_hard": {"memory.available": "200Mi", "nodefs.available": "5%"},
+        "eviction_hard_control_plane": {"memory.available": "500Mi"}})))
+    specs = node_specs(fleet_cluster_spec({}, inv), inv)
+    assert kubelet_config(specs["cp"])[0]["evictionHard"] == {"memory.available": "500Mi"}
+    assert kubelet_config(specs["w1"])[0]["evictionHard"] == {"memory.available": "200Mi", "nodefs.available": "5%"}
+
+
+def test_eviction_hard_only_for_workers_leaves_control_planes_at_the_kubelets_defaults(tmp_path: Path) -> None:
+    from bootstrap.render.kubelet import kubelet_config
+    from bootstrap.workflow.fleet_spec import fleet_cluster_spec, node_specs
+
+    inv = load_inventory(str(_eviction_inventory(tmp_path, {"eviction_hard": {"memory.available": "1Gi"}})))
+    specs = node_specs(fleet_cluster_spec({}, inv), inv)
+    assert "evictionHard" not in kubelet_config(specs["cp"])[0]
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ({"disk.available": "1Gi"}, "eviction_hard.disk.available: is not a kubelet eviction signal"),
+    ({"memory.available": "lots"}, "eviction_hard.memory.available: 'lots' is not a quantity or a percentage"),
+    ("100Mi", "eviction_hard: must be a mapping of eviction signal to threshold"),
+])
+def test_bad_eviction_thresholds_are_named(tmp_path: Path, value: object, message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_inventory(str(_eviction_inventory(tmp_path, {"eviction_hard": value})))
+    assert message in str(exc.value)

@@ -154,6 +154,15 @@ def test_failures_name_the_pair_the_pod_and_the_node() -> None:
     assert got.to_json()["ok"] is False and got.seconds >= 10  # it waited its full time before saying so
 
 
+def test_a_pod_the_kubelet_refused_says_why() -> None:
+    evicted = {"metadata": {"name": "e"}, "spec": {"nodeName": "n1"},
+               "status": {"phase": "Failed", "reason": "Evicted",
+                          "message": "The node had condition: [DiskPressure]. "}}
+    got = run(StandInAPI([evicted], {}, ["n1"]))
+    assert got.failures() == [
+        "n1: probe pod e is not running: phase Failed (Evicted: The node had condition: [DiskPressure].)"]
+
+
 def test_image_without_in_cluster_is_a_usage_error() -> None:
     res = CliRunner().invoke(EdgeGroup(commands={"netcheck": netcheck}), ["netcheck", "--image", "x"])
     assert res.exit_code == 2 and "--in-cluster" in res.output
