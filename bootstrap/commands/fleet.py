@@ -37,13 +37,14 @@ def fleet_options(params: dict[str, Any], **overrides: Any) -> FleetOptions:
         "token": params.get("token"),
         "upload_certs": bool(params.get("upload_certs")),
         "certificate_key": params.get("certificate_key"),
+        "vault_password_file": params.get("vault_password_file"),
     }
     values.update(overrides)
     return FleetOptions(**values)
 
 
 def host_names(opts: FleetOptions) -> list[str]:
-    inv = load_inventory(opts.inventory)
+    inv = load_inventory(opts.inventory, opts.vault_password_file)
     return [h.name for h in inv.hosts if not opts.limit or h.name in opts.limit]
 
 

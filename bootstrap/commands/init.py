@@ -81,6 +81,11 @@ _FLEET_OPTIONS: list[Callable[[Any], Any]] = [
         type=click.Path(dir_okay=False),
         help="Kubespray inventory (hosts.yaml or INI) or k0sctl.yaml: provision every host over SSH.",
     ),
+    click.option(
+        "--vault-password-file", type=click.Path(dir_okay=False),
+        help="Decrypt the inventory's Ansible Vault values with this file, as ansible-playbook. "
+        "[default: $ANSIBLE_VAULT_PASSWORD_FILE]",
+    ),
     click.option("--forks", type=int, default=64, show_default=True, help="Hosts worked on in parallel."),
     click.option(
         "--trust-on-first-use", is_flag=True, help="Accept and record unknown SSH host keys (never changed ones)."

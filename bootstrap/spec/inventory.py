@@ -2,36 +2,28 @@
 
 The result is an `Inventory`: the hosts with their roles and connection settings, and the
 cluster-wide values (spec field -> value) that build_spec merges under flags and config files.
-Kubespray's group_vars may reference each other with Jinja ("{{ cluster_name }}"): simple
-references are resolved; anything else is an error naming the variable.
+Kubespray inventories are read by Ansible itself (spec/ansible_inventory.py); this module maps the
+variables kbootstrap uses, each evaluated only when read.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import yaml
 
 from bootstrap.errors import ConfigError
+from bootstrap.spec import ansible_inventory
 from bootstrap.spec.kubeadm_config import Values
 from bootstrap.spec.model import is_ip
 
-CONTROL_PLANE, ETCD, NODE = "kube_control_plane", "etcd", "kube_node"
-_OLD_NAMES = {
-    "kube-master": CONTROL_PLANE,
-    "kube_master": CONTROL_PLANE,
-    "kube-node": NODE,
-    "k8s-cluster": "k8s_cluster",
-    "calico-rr": "calico_rr",
-}
-_IGNORED_GROUPS = {"calico_rr", "bastion", "k8s_cluster", "all", "ungrouped"}
+CONTROL_PLANE, ETCD, NODE = ansible_inventory.CONTROL_PLANE, ansible_inventory.ETCD, ansible_inventory.NODE
+K0SCTL_API = "k0sctl.k0sproject.io/"
 KUBESPRAY_SERVICE_SUBNET = "10.233.0.0/18"
 KUBESPRAY_POD_SUBNET = "10.233.64.0/18"
 
@@ -48,7 +40,7 @@ class InventoryHost:
     become: bool = False
     etcd_member_name: str = ""
     zone: str = ""
-    vars: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    vars: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def is_control_plane(self) -> bool:
@@ -68,7 +60,8 @@ class Inventory:
     path: Path
     hosts: tuple[InventoryHost, ...]
     cluster_values: Values
-    vars: dict[str, Any]
+    vars: Mapping[str, Any]  # the cluster's variables: the first control plane's, as Kubespray reads them
+    warnings: tuple[str, ...] = ()
 
     @property
     def known_hosts(self) -> Path | None:
@@ -87,7 +80,7 @@ class Inventory:
         )
 
 
-def load_inventory(path: str) -> Inventory:
+def load_inventory(path: str, vault_password_file: str | None = None) -> Inventory:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(
@@ -95,117 +88,54 @@ def load_inventory(path: str) -> Inventory:
         )
     text = p.read_text()
     if p.suffix in (".ini", ".cfg"):
-        return _finish(p, *_parse_ini(text, str(p)))
+        return _from_ansible(p, "ini", vault_password_file)
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError:
-        doc = None
+        docs = [d for d in yaml.load_all(text, Loader=_TolerantLoader) if d is not None]
+    except yaml.YAMLError as exc:
+        docs = []
         if p.suffix in (".yaml", ".yml"):
-            raise ConfigError(str(p), "not valid YAML") from None
+            mark = getattr(exc, "problem_mark", None)
+            raise ConfigError(str(p) + (f":{mark.line + 1}" if mark else ""), "not valid YAML") from None
+    doc = docs[0] if docs else None
     if p.suffix not in (".yaml", ".yml") and not isinstance(doc, dict):
         # No telling suffix (Vagrant's vagrant_ansible_inventory, `inventory`, hosts): not a YAML
         # mapping, so Ansible's INI format.
-        return _finish(p, *_parse_ini(text, str(p)))
-    if isinstance(doc, dict) and str(doc.get("apiVersion", "")).startswith("k0sctl.k0sproject.io/"):
-        return _from_k0sctl(p, doc)
+        return _from_ansible(p, "ini", vault_password_file)
+    k0sctl = [d for d in docs if isinstance(d, dict) and str(d.get("apiVersion", "")).startswith(K0SCTL_API)]
+    if k0sctl:
+        return _from_k0sctl(p, k0sctl[0])
     if not isinstance(doc, dict) or "all" not in doc:
         raise ConfigError(
             str(p),
             "not a Kubespray inventory: expected a top-level 'all' group",
             hint="see inventories/sample/hosts.yaml",
         )
-    groups, host_vars, group_vars = _parse_yaml_groups(doc, str(p))
-    return _finish(p, groups, host_vars, group_vars)
+    _check_yaml_groups(doc["all"], f"{p}: all")
+    return _from_ansible(p, "yaml", vault_password_file)
+
+
+class _TolerantLoader(yaml.SafeLoader):
+    """Reads the shape of a file whose values may carry Ansible's tags (!vault, !unsafe)."""
+
+
+_TolerantLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
 # ---- Kubespray YAML ------------------------------------------------------------------------------
-def _parse_yaml_groups(
-    doc: dict[str, Any], where: str
-) -> tuple[dict[str, set[str]], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    groups: dict[str, set[str]] = {}
-    host_vars: dict[str, dict[str, Any]] = {}
-    group_vars: dict[str, dict[str, Any]] = {}
-    children_of: dict[str, set[str]] = {}
-
-    def walk(name: str, body: Any, path: str) -> None:
-        name = _OLD_NAMES.get(name, name)
-        if body is None:
-            body = {}
-        if not isinstance(body, dict):
-            raise ConfigError(path, "a group must be a mapping with hosts/children/vars")
-        for key in body:
-            if key not in ("hosts", "children", "vars"):
-                raise ConfigError(f"{path}.{key}", "unknown key in a group", hint="groups have hosts, children, vars")
-        members = groups.setdefault(name, set())
-        for host, hvars in (body.get("hosts") or {}).items():
-            if hvars is not None and not isinstance(hvars, dict):
-                raise ConfigError(f"{path}.hosts.{host}", "host vars must be a mapping")
-            members.add(str(host))
-            host_vars.setdefault(str(host), {}).update(hvars or {})
-        if body.get("vars"):
-            group_vars.setdefault(name, {}).update(body["vars"])
-        for child, cbody in (body.get("children") or {}).items():
-            children_of.setdefault(name, set()).add(_OLD_NAMES.get(child, child))
-            walk(str(child), cbody, f"{path}.children.{child}")
-
-    walk("all", doc["all"], f"{where}: all")
-    _expand_children(groups, children_of)
-    return groups, host_vars, group_vars
-
-
-def _expand_children(groups: dict[str, set[str]], children_of: dict[str, set[str]]) -> None:
-    def members(g: str, seen: frozenset[str]) -> set[str]:
-        out = set(groups.get(g, set()))
-        for c in children_of.get(g, set()):
-            if c not in seen:
-                out |= members(c, seen | {c})
-        return out
-
-    for g in list(groups) + list(children_of):
-        groups[g] = members(g, frozenset({g}))
-
-
-# ---- Kubespray INI -------------------------------------------------------------------------------
-def _parse_ini(
-    text: str, where: str
-) -> tuple[dict[str, set[str]], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    groups: dict[str, set[str]] = {}
-    host_vars: dict[str, dict[str, Any]] = {}
-    group_vars: dict[str, dict[str, Any]] = {}
-    children_of: dict[str, set[str]] = {}
-    section, kind = "ungrouped", "hosts"
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip() if not raw.strip().startswith(";") else ""
-        if not line:
-            continue
-        m = re.fullmatch(r"\[([^\]:]+)(?::(children|vars))?\]", line)
-        if m:
-            section = _OLD_NAMES.get(m[1], m[1])
-            kind = m[2] or "hosts"
-            groups.setdefault(section, set())
-            continue
-        if kind == "children":
-            children_of.setdefault(section, set()).add(_OLD_NAMES.get(line, line))
-        elif kind == "vars":
-            key, sep, value = line.partition("=")
-            if not sep:
-                raise ConfigError(f"{where}:{lineno}", f"expected key=value in [{section}:vars]")
-            group_vars.setdefault(section, {})[key.strip()] = _ini_value(value.strip())
-        else:
-            try:
-                parts = shlex.split(line)
-            except ValueError:
-                raise ConfigError(f"{where}:{lineno}", "unbalanced quotes") from None
-            host = parts[0]
-            groups.setdefault(section, set()).add(host)  # host lines before any [group]: ungrouped
-            hv = host_vars.setdefault(host, {})
-            for item in parts[1:]:
-                key, sep, value = item.partition("=")
-                if not sep:
-                    raise ConfigError(f"{where}:{lineno}", f"expected key=value after host {host}, got {item!r}")
-                hv[key] = _ini_value(value)
-    _expand_children(groups, children_of)
-    return groups, host_vars, group_vars
+def _check_yaml_groups(body: Any, path: str) -> None:
+    """Ansible skips a misspelt group key with a warning; a misspelt `hosts` loses hosts: refused."""
+    if body is None:
+        return
+    if not isinstance(body, dict):
+        raise ConfigError(path, "a group must be a mapping with hosts/children/vars")
+    for key in body:
+        if key not in ("hosts", "children", "vars"):
+            raise ConfigError(f"{path}.{key}", "unknown key in a group", hint="groups have hosts, children, vars")
+    for host, hvars in (body.get("hosts") or {}).items():
+        if hvars is not None and not isinstance(hvars, dict):
+            raise ConfigError(f"{path}.hosts.{host}", "host vars must be a mapping")
+    for child, cbody in (body.get("children") or {}).items():
+        _check_yaml_groups(cbody, f"{path}.children.{child}")
 
 
 def ansible_bool(value: Any) -> bool:
@@ -213,13 +143,6 @@ def ansible_bool(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("yes", "on", "1", "true", "y", "t")
     return bool(value)
-
-
-def _ini_value(value: str) -> Any:
-    try:
-        return yaml.safe_load(value) if value else ""
-    except yaml.YAMLError:
-        return value
 
 
 # ---- k0sctl.yaml ---------------------------------------------------------------------------------
@@ -280,109 +203,48 @@ def _from_k0sctl(path: Path, doc: dict[str, Any]) -> Inventory:
 
 
 # ---- common --------------------------------------------------------------------------------------
-def _load_vars_dir(base: Path, kind: str, name: str) -> dict[str, Any]:
-    """group_vars/NAME.yml, group_vars/NAME.yaml and group_vars/NAME/*.yml, Ansible-style."""
-    out: dict[str, Any] = {}
-    candidates = [base / kind / f"{name}{ext}" for ext in (".yml", ".yaml", "")]
-    d = base / kind / name
-    if d.is_dir():
-        candidates += sorted(list(d.glob("*.yml")) + list(d.glob("*.yaml")))
-    for f in candidates:
-        if f.is_file():
-            try:
-                data = yaml.safe_load(f.read_text()) or {}
-            except yaml.YAMLError:
-                raise ConfigError(str(f), "not valid YAML") from None
-            if not isinstance(data, dict):
-                raise ConfigError(str(f), "variables file must be a mapping")
-            out.update(data)
-    return out
-
-
-def _finish(
-    path: Path,
-    groups: dict[str, set[str]],
-    host_vars: dict[str, dict[str, Any]],
-    inline_group_vars: dict[str, dict[str, Any]],
-) -> Inventory:
+def _from_ansible(path: Path, plugin: str, vault_password_file: str | None) -> Inventory:
+    read = ansible_inventory.read(path, plugin, vault_password_file)
     base = path.parent
-    # Ansible precedence, simplified: all < k8s_cluster < role groups < inline < host_vars.
-    cluster_vars: dict[str, Any] = {}
-    for g in ("all", "k8s_cluster"):
-        cluster_vars.update(_load_vars_dir(base, "group_vars", g))
-        cluster_vars.update(inline_group_vars.get(g, {}))
-    cluster_vars = _resolve_jinja(cluster_vars, str(base / "group_vars"))
-    all_hosts = sorted(set().union(*groups.values()) if groups else set(), key=lambda h: _order(h, groups))
     hosts = []
-    for name in all_hosts:
-        roles = frozenset(g for g in (CONTROL_PLANE, ETCD, NODE) if name in groups.get(g, set()))
-        if not roles:
-            continue  # in calico_rr / bastion only: not a cluster node
-        hv: dict[str, Any] = dict(cluster_vars)
-        for g in (ETCD, NODE, CONTROL_PLANE):
-            if name in groups.get(g, set()):
-                hv.update(_load_vars_dir(base, "group_vars", g))
-                hv.update(inline_group_vars.get(g, {}))
-        hv.update(_load_vars_dir(base, "host_vars", name))
-        hv.update(host_vars.get(name, {}))
-        hv = _resolve_jinja(hv, f"{path}: {name}")
-        address = str(hv.get("ansible_host") or hv.get("ip") or name)
+    for h in read.hosts:
+        hv = h.vars
+        # ansible_ssh_* are the names older inventories (Vagrant's) use; Ansible still reads them.
+        address = str(hv.get("ansible_host") or hv.get("ansible_ssh_host") or hv.get("ip") or h.name)
         ip = str(hv.get("ip") or hv.get("access_ip") or address)
-        key = hv.get("ansible_ssh_private_key_file")
+        key = hv.get("ansible_ssh_private_key_file") or hv.get("ansible_private_key_file")
         if key and not Path(str(key)).is_absolute():
             key = str((base / str(key)).resolve()) if (base / str(key)).exists() else str(key)
+        port = hv.get("ansible_port") or hv.get("ansible_ssh_port") or 22
+        try:
+            port = int(port)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{path}: {h.name}.ansible_port", f"{port!r} is not a port") from None
         hosts.append(
             InventoryHost(
-                name=name,
+                name=h.name,
                 address=address,
                 ip=ip,
-                roles=roles,
-                port=int(hv.get("ansible_port", 22)),
-                user=str(hv.get("ansible_user", "root")),
+                roles=h.roles,
+                port=port,
+                user=str(hv.get("ansible_user") or hv.get("ansible_ssh_user") or "root"),
                 key_file=str(key) if key else None,
                 become=ansible_bool(hv.get("ansible_become", False)),
-                etcd_member_name=str(hv.get("etcd_member_name", "")),
+                etcd_member_name=str(hv.get("etcd_member_name") or ""),
                 zone=str(hv.get("zone", hv.get("kbootstrap_zone", ""))),
                 vars=hv,
             )
         )
-    inv = Inventory(path, tuple(hosts), kubespray_values(cluster_vars, str(path)), cluster_vars)
+    # Cluster-wide settings as Kubespray's playbooks see them on the first control plane.
+    first = next((h for h in read.hosts if CONTROL_PLANE in h.roles), None)
+    cluster_vars: Mapping[str, Any] = first.vars if first else {}
+    inv = Inventory(path, tuple(hosts), kubespray_values(cluster_vars, str(path)) if first else {}, cluster_vars,
+                    read.warnings)
     _check_hosts(inv)
     return inv
 
 
-def _order(host: str, groups: dict[str, set[str]]) -> tuple[int, str]:
-    rank = 0 if host in groups.get(CONTROL_PLANE, set()) else 1 if host in groups.get(ETCD, set()) else 2
-    return rank, _natural(host)
-
-
-def _natural(s: str) -> str:
-    return re.sub(r"\d+", lambda m: m[0].zfill(8), s)
-
-
-def _resolve_jinja(values: dict[str, Any], where: str) -> dict[str, Any]:
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    out = dict(values)
-    for _ in range(5):  # references may chain: dns_domain -> cluster_name
-        changed = False
-        for k, v in out.items():
-            if isinstance(v, str) and "{{" in v:
-                try:
-                    new = env.from_string(v).render(**out)
-                except jinja2.UndefinedError as exc:
-                    raise ConfigError(f"{where}: {k}", f"references an undefined variable ({exc.message})") from None
-                except jinja2.TemplateError:
-                    raise ConfigError(
-                        f"{where}: {k}", "is a Jinja expression kbootstrap cannot evaluate", hint="set a literal value"
-                    ) from None
-                if new != v:
-                    out[k], changed = new, True
-        if not changed:
-            break
-    return out
-
-
-def runtime_values(v: dict[str, Any], where: str, put: Callable[[str, Any, str], None]) -> None:
+def runtime_values(v: Mapping[str, Any], where: str, put: Callable[[str, Any, str], None]) -> None:
     """containerd registry mirrors (+ their CA), the kubelet's cgroup v1 switch, restrict_oom_score_adj."""
     from bootstrap.render import containerd_registry
 
@@ -431,7 +293,7 @@ def eviction_thresholds(value: Any, where: str) -> dict[str, str]:
     return out
 
 
-def kubelet_role_values(v: dict[str, Any], where: str, put: Callable[[str, Any, str], None]) -> None:
+def kubelet_role_values(v: Mapping[str, Any], where: str, put: Callable[[str, Any, str], None]) -> None:
     """As Kubespray's kubelet template: control planes take eviction_hard_control_plane, every other
     node eviction_hard; either one replaces the kubelet's defaults for that role."""
     for var, role in (("eviction_hard", "worker"), ("eviction_hard_control_plane", "control-plane")):
@@ -440,7 +302,7 @@ def kubelet_role_values(v: dict[str, Any], where: str, put: Callable[[str, Any, 
                 var)
 
 
-def network_values(v: dict[str, Any], where: str, put: Callable[[str, Any, str], None]) -> None:
+def network_values(v: Mapping[str, Any], where: str, put: Callable[[str, Any, str], None]) -> None:
     """kube_network_plugin (our default kube-router: Kubespray's calico is not built here) and the
     kube_router_* switches; kube_proxy_mode into the KubeProxyConfiguration."""
     from bootstrap.spec.load import check_network_plugin
@@ -468,7 +330,7 @@ def network_values(v: dict[str, Any], where: str, put: Callable[[str, Any, str],
         put("kube_proxy_configuration.mode", mode, "kube_proxy_mode")
 
 
-def kubespray_values(v: dict[str, Any], where: str) -> Values:
+def kubespray_values(v: Mapping[str, Any], where: str) -> Values:
     """Kubespray group_vars -> spec fields. Kubespray's own defaults apply to its inventories."""
     values: Values = {}
 

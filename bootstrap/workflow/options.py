@@ -28,6 +28,7 @@ class FleetOptions:
     only: str | None = None  # `init phase PATH -i`: that phase alone
     token: str | None = None  # join: the bootstrap token to use
     upload_certs: bool = False  # init: kubeadm's --upload-certs
+    vault_password_file: str | None = None  # decrypts the inventory's Ansible Vault values
     certificate_key: str | None = None  # init --upload-certs / join of control planes: kubeadm's --certificate-key
 
 

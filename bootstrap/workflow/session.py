@@ -50,7 +50,7 @@ class FleetPlan:
 def plan_fleet(opts: FleetOptions, tree: Tree, *, verify_bundle: bool = True) -> FleetPlan:
     """Everything that can be checked without a host: a bad inventory, flag or skip name is one
     line here and nothing runs. verify_bundle=False reads the bundle's manifest without hashing it."""
-    inv = load_inventory(opts.inventory)
+    inv = load_inventory(opts.inventory, opts.vault_password_file)
     cluster = fleet_cluster_spec(opts.flags, inv)
     specs = node_specs(cluster, inv)
     from_inv = [str(s) for s in inv.vars.get("kbootstrap_skip_phases") or []]

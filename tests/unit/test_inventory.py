@@ -100,7 +100,7 @@ spec:
         (
             "all:\n  vars: {dns_domain: '{{ nope }}'}\n  hosts: {a: {ip: 10.0.0.1}}\n"
             "  children: {kube_control_plane: {hosts: {a: {}}}}\n",
-            "references an undefined variable",
+            "hosts.yaml:2: dns_domain: cannot be evaluated: 'nope' is undefined",
         ),
         (
             "all:\n  hosts: {a: {ip: 10.0.0.1}, b: {ip: 10.0.0.1}}\n"
