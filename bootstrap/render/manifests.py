@@ -51,6 +51,12 @@ from bootstrap.render.templates import render_template
 from bootstrap.spec.model import KUBERNETES_DIR, ClusterSpec, EnvVar
 
 
+def member_client_url(peer_url: str) -> str:
+    """https://IP:2380 -> https://IP:2379."""
+    base, _, _ = peer_url.rpartition(":")
+    return f"{base}:{ETCD_CLIENT_PORT}"
+
+
 def apiserver_command(spec: ClusterSpec) -> list[str]:
     pki = spec.cert_dir
     args: list[tuple[str, str]] = [
@@ -88,6 +94,10 @@ def apiserver_command(spec: ClusterSpec) -> list[str]:
     else:
         local = "::1" if spec.advertise_is_ipv6 else "127.0.0.1"
         set_arg(args, "etcd-servers", f"https://{join_host_port(local, ETCD_CLIENT_PORT)}")
+        if spec.etcd_members and all(m.name != spec.node.name for m in spec.etcd_members):
+            # A fleet whose etcd runs on other hosts (Kubespray's separate etcd group): no member
+            # listens here, so every member's client URL, as Kubespray's etcd_access_addresses.
+            set_arg(args, "etcd-servers", ",".join(member_client_url(m.peer_url) for m in spec.etcd_members))
         set_arg(args, "etcd-cafile", f"{pki}/etcd/ca.crt")
         set_arg(args, "etcd-certfile", f"{pki}/apiserver-etcd-client.crt")
         set_arg(args, "etcd-keyfile", f"{pki}/apiserver-etcd-client.key")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -238,10 +238,22 @@ def _from_ansible(path: Path, plugin: str, vault_password_file: str | None) -> I
     # Cluster-wide settings as Kubespray's playbooks see them on the first control plane.
     first = next((h for h in read.hosts if CONTROL_PLANE in h.roles), None)
     cluster_vars: Mapping[str, Any] = first.vars if first else {}
-    inv = Inventory(path, tuple(hosts), kubespray_values(cluster_vars, str(path)) if first else {}, cluster_vars,
-                    read.warnings)
+    values = kubespray_values(cluster_vars, str(path)) if first else {}
+    inv = Inventory(path, tuple(hosts), values, cluster_vars, read.warnings)
     _check_hosts(inv)
+    if not any(h.is_etcd for h in hosts):
+        inv = replace(inv, hosts=tuple(_stacked_etcd(hosts, values, path)))
     return inv
+
+
+def _stacked_etcd(hosts: list[InventoryHost], values: Values, path: Path) -> list[InventoryHost]:
+    """An empty etcd group, as Kubespray reads it: kubeadm's etcd runs on every control plane;
+    etcd on hosts of its own needs its hosts."""
+    if values.get("etcd_mode", ("host", ""))[0] != "static-pod":
+        raise ConfigError(f"{path}: etcd", "the group is empty, and with etcd_deployment_type host (Kubespray's "
+                          "default) etcd runs on the etcd group's hosts only",
+                          hint="list the etcd hosts in the etcd group, or set etcd_deployment_type: kubeadm")
+    return [replace(h, roles=h.roles | {ETCD}) if h.is_control_plane else h for h in hosts]
 
 
 def runtime_values(v: Mapping[str, Any], where: str, put: Callable[[str, Any, str], None]) -> None:

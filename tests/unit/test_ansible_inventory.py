@@ -90,7 +90,8 @@ def test_host_order_as_written_ranges_and_the_legacy_ssh_names(tmp_path: Path) -
 
 
 def test_ansible_ssh_host_is_where_ssh_goes(tmp_path: Path) -> None:
-    ini = "[kube_control_plane]\ncp ansible_ssh_host=127.0.0.1 ansible_ssh_port=2200 ip=192.168.56.10\n"
+    ini = ("[kube_control_plane]\ncp ansible_ssh_host=127.0.0.1 ansible_ssh_port=2200 ip=192.168.56.10\n"
+           "[etcd:children]\nkube_control_plane\n")
     cp = load_inventory(str(write(tmp_path, ini))).host("cp")
     assert (cp.address, cp.port, cp.ip) == ("127.0.0.1", 2200, "192.168.56.10")
 
@@ -115,7 +116,7 @@ def vault_inventory(tmp_path: Path) -> Path:
         "all:\n  vars:\n    kube_version: !vault |\n" + body + "\n"
         "    unused_secret: !vault |\n" + body + "\n"
         "  hosts:\n    cp: {ansible_host: 10.0.0.1}\n"
-        "  children:\n    kube_control_plane: {hosts: {cp: {}}}\n")
+        "  children:\n    kube_control_plane: {hosts: {cp: {}}}\n    etcd: {hosts: {cp: {}}}\n")
     return p
 
 
@@ -146,7 +147,7 @@ def test_a_broken_ini_names_the_plugins_problem(tmp_path: Path) -> None:
 
 def test_old_group_names_keep_their_group_vars(tmp_path: Path) -> None:
     p = tmp_path / "inventory.ini"
-    p.write_text("[kube-master]\ncp ansible_host=10.0.0.1\n[kube-node]\nw ansible_host=10.0.0.2\n")
+    p.write_text("[kube-master]\ncp ansible_host=10.0.0.1\n[etcd]\ncp\n[kube-node]\nw ansible_host=10.0.0.2\n")
     (tmp_path / "group_vars").mkdir()
     (tmp_path / "group_vars" / "kube-master.yml").write_text("kube_proxy_mode: nftables\n")
     inv = load_inventory(str(p))

@@ -47,7 +47,7 @@ def test_loadbalancer_apiserver_becomes_the_endpoint(tmp_path: Path) -> None:
     p = tmp_path / "hosts.yaml"
     p.write_text(
         "all:\n  vars:\n    loadbalancer_apiserver: {address: 10.0.0.100, port: 8443}\n"
-        "  hosts: {a: {ip: 10.0.0.1}}\n  children:\n    kube_control_plane: {hosts: {a: {}}}\n"
+        "  hosts: {a: {ip: 10.0.0.1}}\n  children:\n    kube_control_plane: {hosts: {a: {}}}\n    etcd: {hosts: {a: {}}}\n"
     )
     inv = load_inventory(str(p))
     spec = build_spec({"apiserver_advertise_address": "10.0.0.1", "node_name": "a"}, defaults=inv.cluster_values)
@@ -188,3 +188,30 @@ def test_bad_eviction_thresholds_are_named(tmp_path: Path, value: object, messag
     with pytest.raises(ConfigError) as exc:
         load_inventory(str(_eviction_inventory(tmp_path, {"eviction_hard": value})))
     assert message in str(exc.value)
+
+
+def test_an_empty_etcd_group_as_kubespray_reads_it(tmp_path: Path) -> None:
+    """kubeadm's etcd (etcd_deployment_type: kubeadm) runs on every control plane; etcd on hosts of
+    its own (the default) cannot have none."""
+    p = tmp_path / "inventory.ini"
+    p.write_text("[kube_control_plane]\ncp1 ansible_host=10.0.0.1\ncp2 ansible_host=10.0.0.2\n[etcd]\n"
+                 "[kube_node]\nw1 ansible_host=10.0.0.3\n")
+    with pytest.raises(ConfigError) as exc:
+        load_inventory(str(p))
+    assert "etcd: the group is empty" in exc.value.one_line() and "etcd_deployment_type: kubeadm" in exc.value.one_line()
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "all.yml").write_text("etcd_deployment_type: kubeadm\n")
+    inv = load_inventory(str(p))
+    assert [h.name for h in inv.hosts if h.is_etcd] == ["cp1", "cp2"] and not inv.host("w1").is_etcd
+
+
+def test_etcd_on_hosts_of_its_own_is_where_the_api_servers_go(tmp_path: Path) -> None:
+    from bootstrap.render.manifests import apiserver_command
+    from bootstrap.workflow.fleet_spec import fleet_cluster_spec, node_specs
+
+    p = tmp_path / "inventory.ini"
+    p.write_text("[kube_control_plane]\ncp1 ansible_host=10.0.0.1\n[etcd]\ne1 ansible_host=10.0.0.11\n"
+                 "e2 ansible_host=10.0.0.12\ne3 ansible_host=10.0.0.13\n[kube_node]\nw1 ansible_host=10.0.0.2\n")
+    inv = load_inventory(str(p))
+    command = apiserver_command(node_specs(fleet_cluster_spec({}, inv), inv)["cp1"])
+    assert "--etcd-servers=https://10.0.0.11:2379,https://10.0.0.12:2379,https://10.0.0.13:2379" in command
