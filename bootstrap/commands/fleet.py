@@ -43,11 +43,6 @@ def fleet_options(params: dict[str, Any], **overrides: Any) -> FleetOptions:
     return FleetOptions(**values)
 
 
-def host_names(opts: FleetOptions) -> list[str]:
-    inv = load_inventory(opts.inventory, opts.vault_password_file)
-    return [h.name for h in inv.hosts if not opts.limit or h.name in opts.limit]
-
-
 def run_and_report(
     opts: FleetOptions,
     output: str,
@@ -57,8 +52,13 @@ def run_and_report(
     hosts: list[str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> RunResult:
-    """Run a fleet workflow with per-host progress, print its result, exit 1 if anything failed."""
-    progress = Progress(hosts if hosts is not None else host_names(opts), enabled=output == "text")
+    """Run a fleet workflow with per-host progress, print its result, exit 1 if anything failed.
+    The inventory's warnings (variables not honoured, Ansible's own) come first, on stderr."""
+    inv = load_inventory(opts.inventory, opts.vault_password_file)
+    for w in inv.warnings:
+        click.echo(f"warning: {w}", err=True)
+    names = [h.name for h in inv.hosts if not opts.limit or h.name in opts.limit]
+    progress = Progress(hosts if hosts is not None else names, enabled=output == "text")
     with progress:
         result = work(opts, progress.events())
     render(result, output, title, extra=extra)

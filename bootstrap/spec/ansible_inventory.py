@@ -125,20 +125,20 @@ def _vault_context(secrets: list[Any]) -> None:
 
 def read(path: Path, plugin: str, vault_password_file: str | None = None) -> AnsibleInventory:
     """The cluster's hosts of a YAML or INI inventory (plugin "yaml" or "ini"), read by Ansible."""
+    # Imported with the real stdout/stderr in place: Ansible wraps them once, at import.
+    from ansible import constants
+    from ansible.errors import AnsibleError
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.plugins.vars import host_group_vars
+    from ansible.template import Templar
+    from ansible.vars.manager import VariableManager
+
     captured = io.StringIO()
     # Ansible prints its warnings; library code does not, so they are kept for the report.
     with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
-        from ansible import constants
-        from ansible.errors import AnsibleError
-        from ansible.inventory.manager import InventoryManager
-        from ansible.parsing.dataloader import DataLoader
-
         # Only the plugin for this file's format: no inventory scripts run, and a broken file gets
         # that plugin's own message.
-        from ansible.plugins.vars import host_group_vars
-        from ansible.template import Templar
-        from ansible.vars.manager import VariableManager
-
         constants.INVENTORY_ENABLED = [plugin]
         # Ansible keeps which group_vars/host_vars files exist for the life of the process; a
         # second load here (a test, a long-lived caller) must see files written since.

@@ -239,7 +239,8 @@ def _from_ansible(path: Path, plugin: str, vault_password_file: str | None) -> I
     first = next((h for h in read.hosts if CONTROL_PLANE in h.roles), None)
     cluster_vars: Mapping[str, Any] = first.vars if first else {}
     values = kubespray_values(cluster_vars, str(path)) if first else {}
-    inv = Inventory(path, tuple(hosts), values, cluster_vars, read.warnings)
+    warnings = (*read.warnings, *(kubespray_warnings(cluster_vars) if first else ()))
+    inv = Inventory(path, tuple(hosts), values, cluster_vars, warnings)
     _check_hosts(inv)
     if not any(h.is_etcd for h in hosts):
         inv = replace(inv, hosts=tuple(_stacked_etcd(hosts, values, path)))
@@ -342,6 +343,45 @@ def network_values(v: Mapping[str, Any], where: str, put: Callable[[str, Any, st
         put("kube_proxy_configuration.mode", mode, "kube_proxy_mode")
 
 
+def _int_var(value: Any, where: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(where, f"{value!r} is not a number") from None
+
+
+# Kubespray variables that change a cluster and that kbootstrap does not honour yet: each is named
+# at the start of a run when set to something other than what kbootstrap does anyway.
+NOT_HONOURED: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "enable_nodelocaldns": (ansible_bool, "no nodelocaldns is deployed; the kubelet's cluster DNS is "
+                            "CoreDNS's service IP (Kubespray's would be 169.254.25.10)"),
+    "dns_mode": (lambda x: str(x) != "coredns", "only CoreDNS is deployed"),
+    "ipv6_stack": (ansible_bool, "dual-stack is not set up: the cluster is single-stack"),
+    "kube_feature_gates": (bool, "the components' feature gates are not set (use a kubeadm --config)"),
+    "kube_oidc_auth": (ansible_bool, "the API server gets no OIDC flags (use kube_kubeadm_apiserver_extra_args)"),
+    "kube_encrypt_secret_data": (ansible_bool, "Secrets are not encrypted at rest yet"),
+    "kube_cert_dir": (lambda x: str(x).rstrip("/") not in ("/etc/kubernetes/ssl", "/etc/kubernetes/pki"),
+                      "certificates stay in /etc/kubernetes/pki"),
+    "kube_network_plugin_multus": (ansible_bool, "Multus is not deployed"),
+}
+
+
+def kubespray_warnings(v: Mapping[str, Any]) -> list[str]:
+    """One line per variable set here that would change a Kubespray cluster and is not honoured."""
+    out = []
+    for var, (matters, what) in NOT_HONOURED.items():
+        if var not in v:
+            continue
+        try:
+            value = v[var]
+        except ConfigError:
+            out.append(f"{var} is set but cannot be evaluated; it is not used either")
+            continue
+        if matters(value):
+            out.append(f"{var}: not honoured: {what}")
+    return out
+
+
 def kubespray_values(v: Mapping[str, Any], where: str) -> Values:
     """Kubespray group_vars -> spec fields. Kubespray's own defaults apply to its inventories."""
     values: Values = {}
@@ -357,6 +397,20 @@ def kubespray_values(v: Mapping[str, Any], where: str) -> Values:
     put("networking.pod_subnet", v.get("kube_pods_subnet", KUBESPRAY_POD_SUBNET), "kube_pods_subnet")
     put("networking.dns_domain", v.get("dns_domain") or v.get("cluster_name"), "dns_domain")
     put("bind_port", v.get("kube_apiserver_port"), "kube_apiserver_port")
+    # Kubespray's kubeadm config: clusterName is cluster_name (its default, like the DNS domain's).
+    put("cluster_name", v.get("cluster_name"), "cluster_name")
+    if v.get("kubelet_max_pods"):
+        put("kubelet_configuration.maxPods", _int_var(v["kubelet_max_pods"], f"{where}: kubelet_max_pods"),
+            "kubelet_max_pods")
+    for var, component in (("kube_kubeadm_apiserver_extra_args", "api_server"),
+                           ("kube_kubeadm_controller_extra_args", "controller_manager"),
+                           ("kube_kubeadm_scheduler_extra_args", "scheduler")):
+        extra = v.get(var)
+        if extra:
+            if not isinstance(extra, Mapping):
+                raise ConfigError(f"{where}: {var}", "must be a mapping of flag name to value")
+            put(f"{component}.extra_args", [{"name": str(k), "value": str(x).lower() if isinstance(x, bool) else str(x)}
+                                            for k, x in extra.items()], var)
     put("api_server.cert_sans", v.get("supplementary_addresses_in_ssl_keys"), "supplementary_addresses_in_ssl_keys")
     put("etcd_local.data_dir", v.get("etcd_data_dir"), "etcd_data_dir")
     deployment = v.get("etcd_deployment_type")

@@ -191,3 +191,32 @@ def test_kubesprays_own_sample_loads_unchanged(tmp_path: Path) -> None:
     assert inv.cluster_values["networking.service_subnet"][0] == inv.vars["kube_service_addresses"]
     assert [h.name for h in inv.hosts] == ["node1", "node4"]
     fleet_cluster_spec({}, inv)  # the cluster spec builds from it, as `init -i` does
+
+
+def test_variables_that_change_the_cluster_are_honoured_or_named(tmp_path: Path) -> None:
+    from bootstrap.render.manifests import apiserver_command
+
+    p = write(tmp_path, k8s_cluster={
+        **K8S_CLUSTER_VARS, "cluster_name": "prod.example", "kubelet_max_pods": 250,
+        "kube_kubeadm_apiserver_extra_args": {"anonymous-auth": False, "max-requests-inflight": 800},
+        "enable_nodelocaldns": True, "ipv6_stack": False, "kube_encrypt_secret_data": True})
+    inv = load_inventory(str(p))
+    spec = fleet_cluster_spec({}, inv)
+    assert spec.cluster_name == "prod.example" and spec.networking.dns_domain == "prod.example"
+    assert spec.kubelet_configuration["maxPods"] == 250
+    command = apiserver_command(spec)
+    assert "--anonymous-auth=false" in command and "--max-requests-inflight=800" in command
+    named = [w.split(":")[0] for w in inv.warnings]
+    assert named == ["enable_nodelocaldns", "kube_encrypt_secret_data"]  # ipv6_stack: false changes nothing
+
+
+def test_inventory_warnings_come_first_on_stderr(tmp_path: Path) -> None:
+    import sys
+
+    p = write(tmp_path, k8s_cluster={**K8S_CLUSTER_VARS, "enable_nodelocaldns": True})
+    out = tmp_path / "rootfs"
+    proc = subprocess.run([sys.executable, "-m", "bootstrap.cli", "init", "-i", str(p), "--rootfs", str(out),
+                           "--pki-dir", str(tmp_path / "pki"), "-o", "json"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.startswith("warning: enable_nodelocaldns: not honoured")
