@@ -94,6 +94,7 @@ class AnsibleHost:
 class AnsibleInventory:
     hosts: tuple[AnsibleHost, ...]  # cluster nodes, control planes first, each group as written
     warnings: tuple[str, ...]
+    bastions: tuple[str, ...] = ()  # Kubespray's bastion group
 
 
 def _vault_secrets(password_file: str | None) -> list[Any]:
@@ -123,6 +124,16 @@ def _vault_context(secrets: list[Any]) -> None:
         current.secrets = secrets
 
 
+def _forget_warnings() -> None:
+    """Ansible says each warning once per process; each load here reports its own."""
+    from ansible.utils.display import Display
+
+    for seen in ("_warns", "_deprecations"):
+        cache = getattr(Display(), seen, None)
+        if isinstance(cache, set):
+            cache.clear()
+
+
 def read(path: Path, plugin: str, vault_password_file: str | None = None) -> AnsibleInventory:
     """The cluster's hosts of a YAML or INI inventory (plugin "yaml" or "ini"), read by Ansible."""
     # Imported with the real stdout/stderr in place: Ansible wraps them once, at import.
@@ -144,6 +155,7 @@ def read(path: Path, plugin: str, vault_password_file: str | None = None) -> Ans
         # second load here (a test, a long-lived caller) must see files written since.
         host_group_vars.FOUND.clear()
         host_group_vars.NAK.clear()
+        _forget_warnings()
         constants.INVENTORY_UNPARSED_IS_FAILED = True
         loader = DataLoader()
         secrets = _vault_secrets(vault_password_file)
@@ -177,7 +189,8 @@ def read(path: Path, plugin: str, vault_password_file: str | None = None) -> Ans
                                                            f"{path}: {name}")))
     warnings = tuple(line.removeprefix("[WARNING]: ").strip() for line in captured.getvalue().splitlines()
                      if line.startswith("[WARNING]: "))
-    return AnsibleInventory(tuple(hosts), warnings)
+    bastions = tuple(h.name for h in groups["bastion"].get_hosts()) if "bastion" in groups else ()
+    return AnsibleInventory(tuple(hosts), warnings, bastions)
 
 
 def _parse_failure(output: str, plugin: str) -> str:

@@ -40,6 +40,7 @@ class InventoryHost:
     become: bool = False
     etcd_member_name: str = ""
     zone: str = ""
+    connection: str = "ssh"  # ansible_connection: ssh, or local (this machine is the host)
     vars: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @property
@@ -157,54 +158,89 @@ _K0S_ROLES = {
 
 
 def _from_k0sctl(path: Path, doc: dict[str, Any]) -> Inventory:
-    if doc.get("kind") != "Cluster":
+    # k0sctl's own smoke tests write `kind: cluster`; k0sctl takes any case.
+    if str(doc.get("kind", "")).lower() != "cluster":
         raise ConfigError(str(path), f"unknown k0sctl kind {doc.get('kind')!r}", hint="expected kind: Cluster")
+    spec = doc.get("spec") or {}
     hosts = []
-    for i, h in enumerate((doc.get("spec") or {}).get("hosts") or []):
+    for i, h in enumerate(spec.get("hosts") or []):
         where = f"{path}: spec.hosts[{i}]"
         role = h.get("role", "")
         if role not in _K0S_ROLES:
             raise ConfigError(
                 f"{where}.role", f"unknown role {role!r}", hint="controller, controller+worker, worker or single"
             )
-        ssh = h.get("ssh") or {}
-        if not ssh.get("address"):
-            raise ConfigError(f"{where}.ssh.address", "is required")
-        name = str(h.get("hostname") or ssh["address"])
-        address = str(ssh["address"])
+        # A host is reached over k0sctl's own SSH (ssh:) or the system's OpenSSH (openSSH:).
+        kind = "ssh" if h.get("ssh") else "openSSH" if h.get("openSSH") else ""
+        conn = h.get(kind) or {}
+        if not conn.get("address"):
+            raise ConfigError(f"{where}.ssh.address", "is required",
+                              hint="each host needs ssh.address or openSSH.address")
+        if conn.get("bastion"):
+            raise ConfigError(f"{where}.{kind}.bastion", "jump hosts are not supported yet",
+                              hint="reach the hosts directly, or through an SSH ProxyJump outside kbootstrap")
+        address = str(conn["address"])
+        name = str(h.get("hostname") or address)
         hosts.append(
             InventoryHost(
                 name=name,
                 address=address,
                 ip=str(h.get("privateAddress") or address),
                 roles=frozenset(_K0S_ROLES[role]),
-                port=int(ssh.get("port", 22)),
-                user=str(ssh.get("user", "root")),
-                key_file=ssh.get("keyPath"),
+                port=int(conn.get("port", 22)),
+                user=str(conn.get("user", "root")),
+                key_file=conn.get("keyPath"),
+                # k0sctl runs everything through sudo when its user is not root.
+                become=str(conn.get("user", "root")) != "root",
             )
         )
     values: Values = {}
-    k0s_spec = (((doc.get("spec") or {}).get("k0s") or {}).get("config") or {}).get("spec") or {}
+    k0s = spec.get("k0s") or {}
+    if k0s.get("version"):
+        # v1.30.4+k0s.0 is k0s's build of Kubernetes v1.30.4: that release, or its refusal.
+        version = str(k0s["version"]).split("+", 1)[0]
+        version = version if version.startswith("v") else f"v{version}"
+        values["kubernetes_version"] = (version, f"{path}: spec.k0s.version")
+    k0s_spec = (k0s.get("config") or {}).get("spec") or {}
     api, net = k0s_spec.get("api") or {}, k0s_spec.get("network") or {}
+    port = int(api.get("port", 6443))
+    if port != 6443:
+        values["bind_port"] = (port, "k0s api.port")
     if api.get("externalAddress"):
-        values["control_plane_endpoint"] = (
-            f"{api['externalAddress']}:{api.get('port', 6443)}",
-            "k0s api.externalAddress",
-        )
+        values["control_plane_endpoint"] = (f"{api['externalAddress']}:{port}", "k0s api.externalAddress")
     if api.get("sans"):
         values["api_server.cert_sans"] = (list(api["sans"]), "k0s api.sans")
     if net.get("podCIDR"):
         values["networking.pod_subnet"] = (net["podCIDR"], "k0s network.podCIDR")
     if net.get("serviceCIDR"):
         values["networking.service_subnet"] = (net["serviceCIDR"], "k0s network.serviceCIDR")
+    if net.get("clusterDomain"):
+        values["networking.dns_domain"] = (net["clusterDomain"], "k0s network.clusterDomain")
+    _k0s_storage(k0s_spec.get("storage") or {}, values, f"{path}: spec.k0s.config.spec.storage")
     inv = Inventory(path, tuple(hosts), values, {})
     _check_hosts(inv)
     return inv
 
 
+def _k0s_storage(storage: dict[str, Any], values: Values, where: str) -> None:
+    """k0s's etcd (on the controllers, as ours) or an external etcd cluster; kine is refused."""
+    kind = storage.get("type", "etcd")
+    if kind != "etcd":
+        raise ConfigError(f"{where}.type", f"{kind!r} is not supported", hint="use etcd (kine is k0s's own)")
+    ext = (storage.get("etcd") or {}).get("externalCluster")
+    if ext:
+        values["etcd_external"] = ({"endpoints": list(ext.get("endpoints") or []), "ca_file": ext.get("caFile", ""),
+                                    "cert_file": ext.get("clientCertFile", ""),
+                                    "key_file": ext.get("clientKeyFile", "")}, f"{where}.etcd.externalCluster")
+
+
 # ---- common --------------------------------------------------------------------------------------
 def _from_ansible(path: Path, plugin: str, vault_password_file: str | None) -> Inventory:
     read = ansible_inventory.read(path, plugin, vault_password_file)
+    if read.bastions:
+        # Silently going around a bastion would reach (or fail to reach) hosts another way.
+        raise ConfigError(f"{path}: bastion", f"jump hosts ({', '.join(read.bastions)}) are not supported yet",
+                          hint="reach the hosts directly, or through an SSH ProxyJump outside kbootstrap")
     base = path.parent
     hosts = []
     for h in read.hosts:
@@ -215,6 +251,12 @@ def _from_ansible(path: Path, plugin: str, vault_password_file: str | None) -> I
         key = hv.get("ansible_ssh_private_key_file") or hv.get("ansible_private_key_file")
         if key and not Path(str(key)).is_absolute():
             key = str((base / str(key)).resolve()) if (base / str(key)).exists() else str(key)
+        connection = str(hv.get("ansible_connection") or "ssh")
+        if connection in ("smart", "paramiko", "ssh"):
+            connection = "ssh"
+        elif connection != "local":
+            raise ConfigError(f"{path}: {h.name}.ansible_connection", f"{connection!r} is not supported",
+                              hint="use ssh, or local for the machine kbootstrap runs on")
         port = hv.get("ansible_port") or hv.get("ansible_ssh_port") or 22
         try:
             port = int(port)
@@ -232,6 +274,7 @@ def _from_ansible(path: Path, plugin: str, vault_password_file: str | None) -> I
                 become=ansible_bool(hv.get("ansible_become", False)),
                 etcd_member_name=str(hv.get("etcd_member_name") or ""),
                 zone=str(hv.get("zone", hv.get("kbootstrap_zone", ""))),
+                connection=connection,
                 vars=hv,
             )
         )

@@ -23,6 +23,7 @@ from bootstrap.spec.model import (
     ClusterSpec,
     EncryptionAlgorithm,
     EtcdMode,
+    ExternalEtcd,
     Hardening,
     is_ip,
     split_host_port,
@@ -340,6 +341,8 @@ def problems(spec: ClusterSpec, origin: Any) -> list[ConfigError]:
             _check_san(san, where)
         except ConfigError as exc:
             out.append(exc)
+    if spec.etcd_external is not None:
+        out.extend(_external_etcd_problems(spec.etcd_external, origin("etcd_external")))
     for t in spec.bootstrap_tokens:
         if not re.fullmatch(r"[a-z0-9]{6}\.[a-z0-9]{16}", t.token):
             bad(origin("bootstrap_tokens"), "a token does not match [a-z0-9]{6}.[a-z0-9]{16}")
@@ -348,6 +351,27 @@ def problems(spec: ClusterSpec, origin: Any) -> list[ConfigError]:
             bad(origin("etcd_members"), f"etcd member name {m.name!r}: letters, digits, '.', '_' and '-' only")
         if not re.fullmatch(r"https://[0-9A-Za-z.:\[\]-]+:[0-9]+", m.peer_url):
             bad(origin("etcd_members"), f"etcd peer URL {m.peer_url!r} is not https://ADDRESS:PORT")
+    return out
+
+
+def _external_etcd_problems(ext: ExternalEtcd, where: str) -> list[ConfigError]:
+    """kubeadm's ValidateEtcd for an external cluster: https endpoints once any TLS file is given,
+    the client pair both or neither, a CA with the pair."""
+    out = []
+    tls = bool(ext.ca_file or ext.cert_file or ext.key_file)
+    if bool(ext.cert_file) != bool(ext.key_file):
+        out.append(ConfigError(where, "either both or none of the client certificate and key must be set"))
+    if ext.cert_file and ext.key_file and not ext.ca_file:
+        out.append(ConfigError(where, "a client certificate and key need the etcd CA file as well"))
+    if not ext.endpoints:
+        out.append(ConfigError(f"{where}.endpoints", "at least one endpoint must be specified"))
+    for url in ext.endpoints:
+        scheme = url.partition("://")[0] if "://" in url else ""
+        if not scheme:
+            out.append(ConfigError(f"{where}.endpoints", f"{url!r}: the URL without scheme is not allowed",
+                                   hint=f"e.g. https://{url}"))
+        elif tls and scheme != "https":
+            out.append(ConfigError(f"{where}.endpoints", f"{url!r}: the URL must be using the HTTPS scheme"))
     return out
 
 

@@ -139,10 +139,13 @@ def connect(
             known_hosts=known,
         )
         for h in inv.hosts
-        if h.name in names
+        if h.name in names and h.connection == "ssh"
     ]
     out: dict[str, Target | KbootstrapError] = {}
-    connected = connect_all(hosts, forks=opts.forks, tofu=opts.tofu)
+    connected: dict[str, Target | KbootstrapError] = dict(connect_all(hosts, forks=opts.forks, tofu=opts.tofu))
+    # ansible_connection=local: this machine is the host, as for Ansible.
+    connected.update({h.name: LocalTarget("/", name=h.name) for h in inv.hosts
+                      if h.name in names and h.connection == "local"})
     if read_ahead is None:
         for name, conn in connected.items():
             out[name] = conn if isinstance(conn, KbootstrapError) else ReadAheadTarget(maybe_trace(conn))

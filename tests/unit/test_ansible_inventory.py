@@ -220,3 +220,32 @@ def test_inventory_warnings_come_first_on_stderr(tmp_path: Path) -> None:
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.startswith("warning: enable_nodelocaldns: not honoured")
+
+
+def test_ansible_connection_local_is_this_machine(tmp_path: Path) -> None:
+    from bootstrap.transport.local import LocalTarget
+    from bootstrap.workflow.options import FleetOptions
+    from bootstrap.workflow.session import close, connect
+
+    ini = "[kube_control_plane]\ncp ansible_connection=local ip=10.0.0.1\n[etcd:children]\nkube_control_plane\n"
+    inv = load_inventory(str(write(tmp_path, ini)))
+    assert inv.host("cp").connection == "local"
+    conns = connect(inv, ["cp"], FleetOptions(inventory=str(tmp_path / "inventory.ini")))
+    try:
+        target = conns["cp"]
+        assert isinstance(getattr(target, "inner", target), LocalTarget)
+        assert target.run("uname -s").stdout.strip() == "Linux"  # type: ignore[union-attr]
+    finally:
+        close(conns)
+
+
+@pytest.mark.parametrize(("ini", "message"), [
+    ("[kube_control_plane]\ncp ansible_host=10.0.0.1 ansible_connection=winrm\n[etcd:children]\nkube_control_plane\n",
+     "cp.ansible_connection: 'winrm' is not supported"),
+    ("[bastion]\nbastion ansible_host=198.51.100.1\n[kube_control_plane]\ncp ansible_host=10.0.0.1\n"
+     "[etcd:children]\nkube_control_plane\n", "bastion: jump hosts (bastion) are not supported yet"),
+])
+def test_connections_kbootstrap_cannot_make_are_refused(tmp_path: Path, ini: str, message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_inventory(str(write(tmp_path, ini)))
+    assert message in exc.value.one_line()

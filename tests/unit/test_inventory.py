@@ -215,3 +215,78 @@ def test_etcd_on_hosts_of_its_own_is_where_the_api_servers_go(tmp_path: Path) ->
     inv = load_inventory(str(p))
     command = apiserver_command(node_specs(fleet_cluster_spec({}, inv), inv)["cp1"])
     assert "--etcd-servers=https://10.0.0.11:2379,https://10.0.0.12:2379,https://10.0.0.13:2379" in command
+
+
+K0SCTL = """apiVersion: k0sctl.k0sproject.io/v1beta1
+kind: cluster
+metadata: {name: k0s-cluster}
+spec:
+  hosts:
+  - role: controller
+    openSSH: {address: 10.0.0.1, user: admin}
+  - role: worker
+    ssh: {address: 10.0.0.2, port: 2222}
+  k0s:
+    version: v1.37.2+k0s.0
+    config:
+      spec:
+        api: {port: 6444, externalAddress: 10.0.0.50}
+        network: {clusterDomain: k0s.example}
+        storage:
+          type: etcd
+          etcd:
+            externalCluster:
+              endpoints: [https://10.0.0.9:2379]
+              caFile: /etc/etcd/ca.crt
+              clientCertFile: /etc/etcd/client.crt
+              clientKeyFile: /etc/etcd/client.key
+---
+# k0sctl's apply takes more documents after the cluster: read the cluster, leave the rest.
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: extra}
+"""
+
+
+def test_k0sctl_multi_document_lowercase_kind_openssh_version_port_domain_and_external_etcd(tmp_path: Path) -> None:
+    p = tmp_path / "k0sctl.yaml"
+    p.write_text(K0SCTL)
+    inv = load_inventory(str(p))
+    cp, w = inv.hosts
+    assert (cp.address, cp.user, cp.become) == ("10.0.0.1", "admin", True)  # k0sctl's sudo for a non-root user
+    assert (w.address, w.port, w.become) == ("10.0.0.2", 2222, False)
+    values = {k: v for k, (v, _) in inv.cluster_values.items()}
+    assert values["kubernetes_version"] == "v1.37.2"  # k0s's build of v1.37.2, never our default
+    assert values["bind_port"] == 6444 and values["control_plane_endpoint"] == "10.0.0.50:6444"
+    assert values["networking.dns_domain"] == "k0s.example"
+    assert values["etcd_external"]["endpoints"] == ["https://10.0.0.9:2379"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (("v1.37.2+k0s.0", "v1.20.15+k0s.0"), "spec.k0s.version: v1.20.15 is not supported"),
+    (("type: etcd", "type: kine"), "storage.type: 'kine' is not supported"),
+    (("openSSH: {address: 10.0.0.1, user: admin}", "ssh: {address: 10.0.0.1, bastion: {address: 10.0.0.100}}"),
+     "ssh.bastion: jump hosts are not supported yet"),
+])
+def test_k0sctl_what_cannot_be_honoured_is_refused(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+    from bootstrap.workflow.fleet_spec import fleet_cluster_spec
+
+    p = tmp_path / "k0sctl.yaml"
+    p.write_text(K0SCTL.replace(*change))
+    with pytest.raises(ConfigError) as exc:
+        fleet_cluster_spec({}, load_inventory(str(p)))
+    assert message in exc.value.one_line()
+
+
+@pytest.mark.parametrize(("endpoints", "message"), [
+    (["10.0.0.9:2379"], "the URL without scheme is not allowed"),
+    (["http://10.0.0.9:2379"], "the URL must be using the HTTPS scheme"),
+])
+def test_external_etcd_endpoints_as_kubeadm_validates_them(tmp_path: Path, endpoints: list[str], message: str) -> None:
+    from bootstrap.workflow.fleet_spec import fleet_cluster_spec
+
+    p = tmp_path / "k0sctl.yaml"
+    p.write_text(K0SCTL.replace("[https://10.0.0.9:2379]", "[" + ", ".join(endpoints) + "]"))
+    with pytest.raises(ConfigError) as exc:
+        fleet_cluster_spec({}, load_inventory(str(p)))
+    assert message in exc.value.one_line()
