@@ -23,6 +23,7 @@ COMMANDS = {
     "rbac": "bootstrap.commands.rbac:rbac",
     "netcheck": "bootstrap.commands.netcheck:netcheck",
     "validate": "bootstrap.commands.validate:validate",
+    "inventory": "bootstrap.commands.inventory:inventory",
     "bundle": "bootstrap.commands.bundle:bundle",
     "lab": "bootstrap.lab.cli:lab",
 }

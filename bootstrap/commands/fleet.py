@@ -52,11 +52,8 @@ def run_and_report(
     hosts: list[str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> RunResult:
-    """Run a fleet workflow with per-host progress, print its result, exit 1 if anything failed.
-    The inventory's warnings (variables not honoured, Ansible's own) come first, on stderr."""
+    """Run a fleet workflow with per-host progress, print its result, exit 1 if anything failed."""
     inv = load_inventory(opts.inventory, opts.vault_password_file)
-    for w in inv.warnings:
-        click.echo(f"warning: {w}", err=True)
     names = [h.name for h in inv.hosts if not opts.limit or h.name in opts.limit]
     progress = Progress(hosts if hosts is not None else names, enabled=output == "text")
     with progress:

@@ -158,7 +158,8 @@ class Progress:
 
     def events(self) -> Events:
         return Events(
-            on_note=self.note, on_phase=self.phase_done, on_host_failed=self.host_failed, on_interrupt=self.interrupted
+            on_note=self.note, on_phase=self.phase_done, on_host_failed=self.host_failed, on_interrupt=self.interrupted,
+            on_warning=self.warning,
         )
 
     def __enter__(self) -> Progress:
@@ -183,6 +184,13 @@ class Progress:
     def note(self, message: str) -> None:
         if self.enabled and not self.tty:
             click.echo(f"[kbootstrap] {message}", err=True)
+
+    def warning(self, message: str) -> None:
+        # Whatever the output format, on stderr: -o json keeps stdout to its one object.
+        if self.live:
+            self.live.console.print(f"warning: {message}", markup=False, highlight=False)
+        else:
+            click.echo(f"warning: {message}", err=True)
 
     def interrupted(self) -> None:
         # Said at once, whatever the output format: the run may take a while to reach a safe point.

@@ -282,7 +282,10 @@ def _from_ansible(path: Path, plugin: str, vault_password_file: str | None) -> I
     first = next((h for h in read.hosts if CONTROL_PLANE in h.roles), None)
     cluster_vars: Mapping[str, Any] = first.vars if first else {}
     values = kubespray_values(cluster_vars, str(path)) if first else {}
-    warnings = (*read.warnings, *(kubespray_warnings(cluster_vars) if first else ()))
+    renamed = [h.name for h in hosts if h.etcd_member_name and h.etcd_member_name != h.name]
+    warnings = (*read.warnings, *(kubespray_warnings(cluster_vars) if first else ()),
+                *([f"etcd_member_name ({', '.join(renamed)}): not honoured: etcd members are named after their "
+                   "hosts, as kubeadm names them"] if renamed else []))
     inv = Inventory(path, tuple(hosts), values, cluster_vars, warnings)
     _check_hosts(inv)
     if not any(h.is_etcd for h in hosts):

@@ -97,6 +97,8 @@ def init_fleet(opts: FleetOptions, events: Events | None = None, *, tree: Tree =
     """Every host of the inventory through the init tree (or `opts.only`, one phase of it)."""
     events = events or Events()
     plan = plan_fleet(opts, tree)
+    # The inventory's warnings (variables not honoured, Ansible's own): said before anything runs.
+    events.warn_all(plan.inv.warnings)
     skip = set(plan.skip)
     if opts.only is not None:
         tree, only_skip = tree.only(opts.only)

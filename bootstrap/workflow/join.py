@@ -45,6 +45,8 @@ def join_fleet(opts: FleetOptions, events: Events | None = None) -> RunResult:
             "join -i needs --limit HOST[,HOST]: the new hosts", hint="hosts outside --limit are the running cluster"
         )
     plan = plan_fleet(opts, JOIN)
+    # The inventory's warnings (variables not honoured, Ansible's own): said before anything runs.
+    events.warn_all(plan.inv.warnings)
     check_limit(plan.inv, opts.limit)
     join = join_state(plan.inv, opts.limit)
     if plan.inv.control_planes()[0].name in opts.limit and not plan.cluster.control_plane_endpoint:

@@ -3,7 +3,7 @@ through which a run reports progress (the command decides how to show it; nothin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +40,16 @@ class Events:
     on_phase: Callable[[str, PhaseResult], None] | None = None  # a host finished a phase
     on_host_failed: Callable[[str, str], None] | None = None  # a host could not be reached
     on_interrupt: Callable[[], None] | None = None  # Ctrl-C: the run stops after the current step
+    on_warning: Callable[[str], None] | None = None  # something the user should know before it runs
 
     def note(self, text: str) -> None:
         if self.on_note is not None:
             self.on_note(text)
+
+    def warn(self, text: str) -> None:
+        if self.on_warning is not None:
+            self.on_warning(text)
+
+    def warn_all(self, texts: Iterable[str]) -> None:
+        for text in texts:
+            self.warn(text)

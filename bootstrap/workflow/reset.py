@@ -45,6 +45,8 @@ def reset_fleet(opts: FleetOptions, events: Events | None = None) -> RunResult:
     events = events or Events()
     plan = plan_fleet(opts, RESET)
     names = [h.name for h in plan.inv.hosts]
+    # The inventory's warnings (variables not honoured, Ansible's own): said before anything runs.
+    events.warn_all(plan.inv.warnings)
     conns = connect(plan.inv, names, opts)
     try:
         run = run_state(plan, names, conns, opts, events)

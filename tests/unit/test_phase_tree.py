@@ -79,7 +79,7 @@ def test_every_phase_command_works_with_an_inventory(tmp_path: Path, path: str, 
         assert invoke("init", "phase", "certs", "all", *common).exit_code == 0
     res = invoke("init", "phase", *path.split("/"), *common)
     assert res.exit_code == 0, res.output
-    data = json.loads(res.output)
+    data = json.loads(res.stdout)
     assert set(data["hosts"]) == {"node1", "node2", "node3", "node4"}
     ran = {p["name"] for r in data["hosts"].values() for p in r["phases"] if not p["skipped"]}
     top = path.removesuffix("/all")
@@ -148,7 +148,7 @@ def test_offline_fleet_render(tmp_path: Path, no_ssh: None, monkeypatch: pytest.
     api = (out / "node2/etc/kubernetes/manifests/kube-apiserver.yaml").read_text()
     assert "laptop-proxy" not in api and "http://proxy.internal:3128" in api and "10.0.0.0/8" in api
     again = invoke(*args, "-o", "json")
-    assert again.exit_code == 0 and sum(h["changed"] for h in json.loads(again.output)["hosts"].values()) == 0
+    assert again.exit_code == 0 and sum(h["changed"] for h in json.loads(again.stdout)["hosts"].values()) == 0
 
 
 @pytest.mark.parametrize(("var", "value", "message"), [
@@ -187,4 +187,4 @@ def test_skip_phases_are_checked_against_the_tree(tmp_path: Path) -> None:
     ok = invoke("init", "-i", str(inv), "--rootfs", str(tmp_path / "o"), "--pki-dir", str(tmp_path / "pki"),
                 "--skip-phases", "certs/apiserver,validate", "-o", "json")
     assert ok.exit_code == 0, ok.output
-    assert json.loads(ok.output)["skipped_phases"] == {"certs/apiserver": "--skip-phases", "validate": "--skip-phases"}
+    assert json.loads(ok.stdout)["skipped_phases"] == {"certs/apiserver": "--skip-phases", "validate": "--skip-phases"}
