@@ -4,6 +4,7 @@ host keys checked against the inventory's known_hosts, events collected into our
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -52,6 +53,8 @@ def run_playbook(
     on_host_failed: Callable[[str, str], None] | None = None,
     timeout: int | None = None,
     verbosity: int = 0,
+    become: bool = False,
+    vault_password_file: str | None = None,
 ) -> PlaybookRun:
     """Run playbooks/PLAYBOOK with ansible-runner (private data dir in a temp dir, pipelining on, host
     keys checked against the inventory's known_hosts) and collect its events."""
@@ -69,7 +72,11 @@ def run_playbook(
     extra.setdefault("kbootstrap_inventory", str(inv))
     if tofu:
         extra["kbootstrap_ssh_strict"] = "accept-new"  # OpenSSH's TOFU: unknown keys recorded, changed refused
-    cmdline = "--check" if check else None
+    # ansible-playbook's own flags for what kbootstrap's -b and --vault-password-file ask.
+    words = [*(["--check"] if check else []), *(["--become"] if become else []),
+             *(["--vault-password-file", shlex.quote(str(Path(vault_password_file).resolve()))]
+               if vault_password_file else [])]
+    cmdline = " ".join(words) or None
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="kbootstrap-ansible-") as pdd:
         envvars = {

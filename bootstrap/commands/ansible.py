@@ -75,6 +75,8 @@ def _fleet_command(
     validate = playbook == "cluster.yml" and not opts.dry_run and "validate" not in plan.skip
     progress = Progress(names, enabled=output == "text")
     with progress:
+        for w in plan.inv.warnings:
+            progress.warning(w)
         progress.note(f"ansible-playbook {playbook} on {len(names)} hosts")
         run = run_playbook(
             plan.inv.path,
@@ -85,6 +87,8 @@ def _fleet_command(
             forks=opts.forks,
             check=opts.dry_run,
             tofu=opts.tofu,
+            become=opts.become,
+            vault_password_file=opts.vault_password_file,
             on_phase=progress.phase_done,
             on_host_failed=progress.host_failed,
         )

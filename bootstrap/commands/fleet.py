@@ -38,6 +38,7 @@ def fleet_options(params: dict[str, Any], **overrides: Any) -> FleetOptions:
         "upload_certs": bool(params.get("upload_certs")),
         "certificate_key": params.get("certificate_key"),
         "vault_password_file": params.get("vault_password_file"),
+        "become": bool(params.get("become")),
     }
     values.update(overrides)
     return FleetOptions(**values)

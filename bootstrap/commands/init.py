@@ -86,6 +86,8 @@ _FLEET_OPTIONS: list[Callable[[Any], Any]] = [
         help="Decrypt the inventory's Ansible Vault values with this file, as ansible-playbook. "
         "[default: $ANSIBLE_VAULT_PASSWORD_FILE]",
     ),
+    click.option("-b", "--become", is_flag=True,
+                 help="Run as root through sudo on every host, as ansible-playbook -b (else: ansible_become)."),
     click.option("--forks", type=int, default=64, show_default=True, help="Hosts worked on in parallel."),
     click.option(
         "--trust-on-first-use", is_flag=True, help="Accept and record unknown SSH host keys (never changed ones)."

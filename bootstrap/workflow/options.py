@@ -29,6 +29,7 @@ class FleetOptions:
     token: str | None = None  # join: the bootstrap token to use
     upload_certs: bool = False  # init: kubeadm's --upload-certs
     vault_password_file: str | None = None  # decrypts the inventory's Ansible Vault values
+    become: bool = False  # -b/--become: sudo on every host, as ansible-playbook -b
     certificate_key: str | None = None  # init --upload-certs / join of control planes: kubeadm's --certificate-key
 
 

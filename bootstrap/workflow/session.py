@@ -135,7 +135,7 @@ def connect(
             port=h.port,
             user=h.user,
             key_file=h.key_file,
-            become=h.become,
+            become=h.become or opts.become,
             known_hosts=known,
         )
         for h in inv.hosts

@@ -163,6 +163,22 @@ def test_ssh_transport_provisions_as_root_through_sudo(become: dict[str, Any]) -
     assert_node_state(lab)
 
 
+def test_become_flag_is_ansible_playbooks_b(become: dict[str, Any]) -> None:
+    """The same inventory without ansible_become: `-b` (ansible-playbook's flag) is all it takes."""
+    inventory: Path = become["inventory"]
+    kept = inventory.read_text()
+    doc = yaml.safe_load(kept)
+    for hv in doc["all"]["hosts"].values():
+        del hv["ansible_become"]
+    inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
+    try:
+        code, report, _ = init_json(become, "-b")
+        assert code == 0, summary(report)
+        assert sum(h["changed"] for h in report["hosts"].values()) == 0, summary(report)
+    finally:
+        inventory.write_text(kept)
+
+
 def assert_node_state(lab: LabState) -> None:
     """What init wrote through sudo: owned by root, with the promised modes; etcd healthy."""
     cp, w = cps(lab)[0], workers(lab)[0]
