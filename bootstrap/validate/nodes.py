@@ -252,8 +252,12 @@ def node_checks(
 
     # PKI: every key 0600, certificates at the hardening profile's mode; CA keys only where they belong.
     cert_forbid = 0o777 & ~spec.hardening.cert_file_mode
-    checks.append(NodeCheck(f"file {pki}/ca.crt", "mode", f"{pki}/ca.crt", forbid=cert_forbid,
-                            why="every node trusts the cluster CA", skip=certs))
+    if host.is_control_plane or host.is_worker:
+        checks.append(NodeCheck(f"file {pki}/ca.crt", "mode", f"{pki}/ca.crt", forbid=cert_forbid,
+                                why="every node trusts the cluster CA", skip=certs))
+    else:  # an etcd member on a host of its own is no Kubernetes node: its trust is the etcd CA
+        checks.append(NodeCheck(f"file {pki}/etcd/ca.crt", "mode", f"{pki}/etcd/ca.crt", forbid=cert_forbid,
+                                why="etcd members trust the etcd CA", skip=certs))
     checks.append(NodeCheck(f"keys in {pki} 0600", "tree", pki, pattern="*.key", forbid=0o177,
                             why="private keys readable by root only (CIS 1.1.21)", skip=certs))
     checks.append(NodeCheck(f"certs in {pki} {spec.hardening.cert_file_mode:04o}", "tree", pki, pattern="*.crt",

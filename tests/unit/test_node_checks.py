@@ -89,6 +89,8 @@ def test_etcd_only_member_may_hold_the_etcd_ca_key(inv: Inventory, spec: Cluster
     absent = {c.subject for c in checks if c.kind == "absent"}
     assert "/etc/kubernetes/pki/etcd/ca.key" not in absent and "/etc/kubernetes/pki/ca.key" in absent
     assert "service etcd" in ids(checks)
+    # No Kubernetes node: it trusts the etcd CA, and needs no cluster CA (init gives it none).
+    assert "file /etc/kubernetes/pki/etcd/ca.crt" in ids(checks) and "file /etc/kubernetes/pki/ca.crt" not in ids(checks)
 
 
 def test_kubeadm_profile_allows_0644_certs(inv: Inventory) -> None:
