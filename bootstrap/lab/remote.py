@@ -16,18 +16,25 @@ from bootstrap.lab.state import LabState, Machine
 
 
 def connect(lab: LabState, m: Machine, timeout: float = 10) -> paramiko.SSHClient:
-    client = paramiko.SSHClient()
-    client.load_host_keys(str(lab.known_hosts_path))
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    try:
-        client.connect(
-            m.ip, username="root", key_filename=str(lab.key_path), timeout=timeout, banner_timeout=timeout,
-            auth_timeout=timeout, allow_agent=False, look_for_keys=False,
-        )
-    except (OSError, paramiko.SSHException) as e:
-        client.close()
-        raise TransportError(f"ssh root@{m.name} ({m.ip}): {e or type(e).__name__}") from None
-    return client
+    # One retry for a garbled handshake (paramiko's "Invalid packet blocking", seen once in a CI
+    # run): never for a refused key, a failed login or an unreachable machine.
+    for attempt in (1, 2):
+        client = paramiko.SSHClient()
+        client.load_host_keys(str(lab.known_hosts_path))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        try:
+            client.connect(
+                m.ip, username="root", key_filename=str(lab.key_path), timeout=timeout, banner_timeout=timeout,
+                auth_timeout=timeout, allow_agent=False, look_for_keys=False,
+            )
+            return client
+        except (OSError, paramiko.SSHException) as e:
+            client.close()
+            final = (isinstance(e, (OSError, paramiko.AuthenticationException, paramiko.BadHostKeyException))
+                     or attempt == 2)
+            if final:
+                raise TransportError(f"ssh root@{m.name} ({m.ip}): {e or type(e).__name__}") from None
+    raise AssertionError("unreachable")
 
 
 def run(
