@@ -148,6 +148,15 @@ VALIDATE = {
     "bad-node-name": "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nnodeRegistration:\n"
                      "  name: Bad_Name\n",
     "feature-gate-unknown": CLUSTER + "featureGates:\n  Nonsense: true\n",
+    # External etcd as kubeadm's ValidateEtcd judges it: https once a TLS file is named, a scheme always.
+    "external-etcd-https": CLUSTER + "etcd:\n  external:\n    endpoints: [https://10.0.0.9:2379]\n"
+                           "    caFile: /etc/etcd/ca.crt\n    certFile: /etc/etcd/c.crt\n    keyFile: /etc/etcd/c.key\n",
+    "external-etcd-http-with-tls": CLUSTER + "etcd:\n  external:\n    endpoints: [http://10.0.0.9:2379]\n"
+                                   "    caFile: /etc/etcd/ca.crt\n",
+    "external-etcd-http-plain": CLUSTER + "etcd:\n  external:\n    endpoints: [http://10.0.0.9:2379]\n",
+    "external-etcd-no-scheme": CLUSTER + "etcd:\n  external:\n    endpoints: [10.0.0.9:2379]\n",
+    "external-etcd-cert-without-key": CLUSTER + "etcd:\n  external:\n    endpoints: [https://10.0.0.9:2379]\n"
+                                      "    caFile: /etc/etcd/ca.crt\n    certFile: /etc/etcd/c.crt\n",
     "feature-gate-node-local-cri-socket-off": CLUSTER + "featureGates:\n  NodeLocalCRISocket: false\n",
     "feature-gate-rootless": CLUSTER + "featureGates:\n  RootlessControlPlane: false\n",
     # The other kinds kubeadm reads: each alone, and all of them in one file.
