@@ -155,7 +155,7 @@ def endpoint_from_vars(
     same, for clusters with more than one control plane.
     """
     cps = list(control_planes)
-    bind_port = _int(v.get("kube_apiserver_port", DEFAULT_APISERVER_PORT), f"{where}: kube_apiserver_port")
+    bind_port = int_var(v.get("kube_apiserver_port", DEFAULT_APISERVER_PORT), f"{where}: kube_apiserver_port")
     backends = tuple(Backend(name=h.name, address=h.ip, port=bind_port) for h in cps)
     lb = v.get("loadbalancer_apiserver")
     kube_vip = bool(v.get("kube_vip_enabled")) and bool(v.get("kube_vip_controlplane_enabled", True))
@@ -185,7 +185,7 @@ def endpoint_from_vars(
         if not isinstance(lb, dict) or not lb.get("address"):
             raise ConfigError(f"{where}: loadbalancer_apiserver", "needs an address (and optionally a port)")
         lb_address = str(v.get("apiserver_loadbalancer_domain_name") or lb["address"])
-        lb_port = _int(lb.get("port", DEFAULT_APISERVER_PORT), f"{where}: loadbalancer_apiserver.port")
+        lb_port = int_var(lb.get("port", DEFAULT_APISERVER_PORT), f"{where}: loadbalancer_apiserver.port")
 
     if v.get("loadbalancer_apiserver_type") not in (None, "", "haproxy", "nginx"):
         raise ConfigError(
@@ -211,7 +211,7 @@ def endpoint_from_vars(
         return EndpointSpec(mode=mode, address=host, port=port, backends=backends)
 
     if mode == EndpointMode.LOCALHOST:
-        port = _int(v.get("loadbalancer_apiserver_port", bind_port), f"{where}: loadbalancer_apiserver_port")
+        port = int_var(v.get("loadbalancer_apiserver_port", bind_port), f"{where}: loadbalancer_apiserver_port")
         return EndpointSpec(mode=mode, address="localhost", port=port, backends=backends)
 
     # vip
@@ -231,7 +231,7 @@ def endpoint_from_vars(
         raise ConfigError(f"{where}: kbootstrap_vip", f"{vip} is the address of {taken[vip]}",
                           hint="a virtual IP must be a free address on the control planes' segment")
     default_port = DEFAULT_VIP_PORT if provider == VipProvider.KEEPALIVED else bind_port
-    port = _int(v.get("kbootstrap_vip_port", lb_port or default_port), f"{where}: kbootstrap_vip_port")
+    port = int_var(v.get("kbootstrap_vip_port", lb_port or default_port), f"{where}: kbootstrap_vip_port")
     if provider == VipProvider.KEEPALIVED and port == bind_port:
         # HAProxy binds *:PORT on the control planes, where the API server already binds *:bind_port.
         raise ConfigError(
@@ -242,10 +242,10 @@ def endpoint_from_vars(
     if provider == VipProvider.KUBE_VIP and port != bind_port:
         raise ConfigError(f"{where}: kbootstrap_vip_port", f"kube-vip forwards nothing: the port must be "
                           f"the API server's ({bind_port}), not {port}")
-    router = _int(v.get("kbootstrap_vrrp_router_id", 0), f"{where}: kbootstrap_vrrp_router_id")
+    router = int_var(v.get("kbootstrap_vrrp_router_id", 0), f"{where}: kbootstrap_vrrp_router_id")
     if router and not 1 <= router <= 255:
         raise ConfigError(f"{where}: kbootstrap_vrrp_router_id", f"{router} is not in 1..255")
-    prefix = _int(v.get("kbootstrap_vip_prefix", 32 if ipaddress.ip_address(vip).version == 4 else 128),
+    prefix = int_var(v.get("kbootstrap_vip_prefix", 32 if ipaddress.ip_address(vip).version == 4 else 128),
                   f"{where}: kbootstrap_vip_prefix")
     return EndpointSpec(
         mode=mode,
@@ -264,7 +264,8 @@ def endpoint_from_inventory(inv: Any, **kw: Any) -> EndpointSpec | None:
     return endpoint_from_vars(inv.vars, inv.control_planes(), str(inv.path), **kw)
 
 
-def _int(value: Any, where: str) -> int:
+def int_var(value: Any, where: str) -> int:
+    """An inventory variable that must be a whole number, or one line naming it."""
     try:
         return int(value)
     except (TypeError, ValueError):

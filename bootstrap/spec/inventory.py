@@ -19,6 +19,7 @@ import yaml
 
 from bootstrap.errors import ConfigError
 from bootstrap.spec import ansible_inventory
+from bootstrap.spec.endpoint import int_var
 from bootstrap.spec.kubeadm_config import Values
 from bootstrap.spec.model import is_ip
 
@@ -389,13 +390,6 @@ def network_values(v: Mapping[str, Any], where: str, put: Callable[[str, Any, st
         put("kube_proxy_configuration.mode", mode, "kube_proxy_mode")
 
 
-def _int_var(value: Any, where: str) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(where, f"{value!r} is not a number") from None
-
-
 # Kubespray variables that change a cluster and that kbootstrap does not honour yet: each is named
 # at the start of a run when set to something other than what kbootstrap does anyway.
 NOT_HONOURED: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -446,7 +440,7 @@ def kubespray_values(v: Mapping[str, Any], where: str) -> Values:
     # Kubespray's kubeadm config: clusterName is cluster_name (its default, like the DNS domain's).
     put("cluster_name", v.get("cluster_name"), "cluster_name")
     if v.get("kubelet_max_pods"):
-        put("kubelet_configuration.maxPods", _int_var(v["kubelet_max_pods"], f"{where}: kubelet_max_pods"),
+        put("kubelet_configuration.maxPods", int_var(v["kubelet_max_pods"], f"{where}: kubelet_max_pods"),
             "kubelet_max_pods")
     for var, component in (("kube_kubeadm_apiserver_extra_args", "api_server"),
                            ("kube_kubeadm_controller_extra_args", "controller_manager"),
